@@ -1,0 +1,41 @@
+"""Cameras: the one camera convention of the project, stated once.
+
+Convention (everything inside ``ex4d`` uses it; conversions happen only at the edges):
+
+* **World frame** = the source camera (the camera of frame 0 of the input video; the source camera is
+  static, so every frame's DW-Mesh lives in this frame too).
+* **Axes** are OpenCV's: x right, y down, z forward (into the scene).
+* **Poses** are 4x4 world-to-camera matrices ``w2c`` (``X_cam = w2c @ X_world``), float64, shape
+  ``(N, 4, 4)`` for a path of N frames. ``c2w`` is its inverse.
+* **Intrinsics** ``K`` is a 3x3 pinhole matrix ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels.
+  Continuous pixel coordinates put the *corner* of the image at (0, 0), so the centre of pixel
+  (row v, column u) is at (u + 0.5, v + 0.5). The reference sets fx = fy = 500 px and
+  (cx, cy) = (W/2, H/2) at every resolution.
+* **Images** are ``(H, W, C)``; row 0 is the top of the image.
+
+Edges that speak another convention:
+
+* nvdiffrast clip space (``ex4d.render.nvdiffrast_backend``): built from ``K`` and ``w2c`` there.
+* reference ``camera_<cam>.npz`` files: ``extrinsics = diag(1, -1, -1, 1) @ w2c`` (the reference stores
+  its look-at matrix with rows 0..2 negated, OpenGL style), see ``ex4d.cameras.io``.
+"""
+
+from ex4d.cameras.core import (
+    c2w_to_w2c,
+    camera_centers,
+    intrinsics,
+    look_at,
+    project,
+    unproject_depth,
+    w2c_to_c2w,
+)
+
+__all__ = [
+    "c2w_to_w2c",
+    "camera_centers",
+    "intrinsics",
+    "look_at",
+    "project",
+    "unproject_depth",
+    "w2c_to_c2w",
+]
