@@ -192,3 +192,24 @@ def build_dwmesh(
     colors = colors * (~bad_vertex).unsqueeze(-1)
     face_keep = face_valid.clone() if mode == "torn" else None
     return DWMesh(verts, faces, colors, face_valid, face_keep, H, W)
+
+
+class DWMeshBuilder:
+    """Configured DW-Mesh construction (the ``mesh`` config group): ``builder(rgb, depth, K) -> DWMesh``."""
+
+    def __init__(self, mode: str = "fixed", min_angle_deg: float = 2.5, border_depth: float = BORDER_DEPTH):
+        if mode not in MESH_MODES:
+            raise ValueError(f"mesh.mode must be one of {MESH_MODES}, got {mode!r}")
+        if not 0.0 < min_angle_deg < 60.0:
+            raise ValueError(f"mesh.min_angle_deg must be in (0, 60), got {min_angle_deg}")
+        self.mode = mode
+        self.min_angle_deg = min_angle_deg
+        self.border_depth = border_depth
+
+    @property
+    def pixel_center(self) -> bool:
+        """Whether vertices sit on pixel centres (False only in ``parity`` mode)."""
+        return self.mode != "parity"
+
+    def __call__(self, rgb: Tensor, depth: Tensor, K: Tensor) -> DWMesh:
+        return build_dwmesh(rgb, depth, K, self.mode, self.min_angle_deg, self.border_depth)

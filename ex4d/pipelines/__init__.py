@@ -1,0 +1,1 @@
+"""Pipelines: plain-PyTorch compositions of the stages (no Hydra, no Lightning)."""

@@ -1,0 +1,1 @@
+"""Runners: the only modules that import Hydra. Each takes a composed config and returns a dict."""
