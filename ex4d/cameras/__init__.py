@@ -18,6 +18,9 @@ Edges that speak another convention:
 * nvdiffrast clip space (``ex4d.render.nvdiffrast_backend``): built from ``K`` and ``w2c`` there.
 * reference ``camera_<cam>.npz`` files: ``extrinsics = diag(1, -1, -1, 1) @ w2c`` (the reference stores
   its look-at matrix with rows 0..2 negated, OpenGL style), see ``ex4d.cameras.io``.
+
+Camera paths: ``ex4d.cameras.trajectories`` (reference presets, orbits, dolly, files; pivot at
+(0, 0, min_depth + 0.15)); pictures of a path: ``ex4d.cameras.plot``.
 """
 
 from ex4d.cameras.core import (
@@ -30,7 +33,31 @@ from ex4d.cameras.core import (
     w2c_to_c2w,
 )
 
+from ex4d.cameras.io import load_reference_npz, load_w2c, save_cameras_json, save_reference_npz
+from ex4d.cameras.trajectories import (
+    Arc,
+    Dolly,
+    FileTrajectory,
+    Orbit,
+    ReferenceLoop180,
+    ReferenceOrbit,
+    Trajectory,
+    trajectory_from_preset,
+)
+
 __all__ = [
+    "Arc",
+    "Dolly",
+    "FileTrajectory",
+    "Orbit",
+    "ReferenceLoop180",
+    "ReferenceOrbit",
+    "Trajectory",
+    "load_reference_npz",
+    "load_w2c",
+    "save_cameras_json",
+    "save_reference_npz",
+    "trajectory_from_preset",
     "c2w_to_w2c",
     "camera_centers",
     "intrinsics",
