@@ -1,0 +1,94 @@
+"""Camera-following: rotation recovered from the video vs the requested path (ex4d.metrics.camera_following)."""
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from ex4d.metrics.camera_following import (
+    camera_following,
+    estimate_rotations,
+    relative_rotation_from_matches,
+    rotation_angle_deg,
+    summarize_camera_following,
+    yaw_deg,
+)
+from ex4d.utils.errors import InputError
+
+
+def rot_y(deg):
+    t = np.radians(deg)
+    return np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]])
+
+
+def rot_x(deg):
+    t = np.radians(deg)
+    return np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]])
+
+
+def w2c_path(rotations):
+    out = np.tile(np.eye(4), (len(rotations), 1, 1))
+    out[:, :3, :3] = rotations
+    return out
+
+
+@pytest.fixture(scope="module")
+def rotating_video():
+    """scikit-image's astronaut seen by a camera yawing 0..24 degrees: frame_i = warp by H = K R_i K^-1."""
+    img = cv2.resize(skimage.data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    K = np.array([[250.0, 0, w / 2], [0, 250.0, h / 2], [0, 0, 1]])
+    yaws = np.arange(0.0, 25.0, 4.0)
+    Rs = [rot_y(y) for y in yaws]
+    frames = np.stack([cv2.warpPerspective(img, K @ R @ np.linalg.inv(K), (w, h)) for R in Rs])
+    return frames, K, w2c_path(Rs)
+
+
+def test_recovers_known_rotation(rotating_video):
+    frames, K, w2c = rotating_video
+    r = camera_following(frames, K, w2c)
+    assert r.n_failed == 0
+    assert np.nanmax(r.angle_error_deg) < 1.0
+    assert r.final_yaw_est_deg == pytest.approx(24.0, abs=1.0) and r.final_yaw_req_deg == pytest.approx(24.0)
+    assert r.following_ratio == pytest.approx(1.0, abs=0.05)
+    first = camera_following(frames, K, w2c, mode="first")
+    assert np.nanmax(first.angle_error_deg) < 1.0
+
+
+def test_static_video_does_not_follow(rotating_video):
+    frames, K, w2c = rotating_video
+    r = camera_following(np.repeat(frames[:1], len(frames), axis=0), K, w2c)
+    assert r.following_ratio == pytest.approx(0.0, abs=1e-6)
+    assert r.final_angle_req_deg == pytest.approx(24.0)
+    assert r.angle_error_deg[-1] == pytest.approx(24.0, abs=1e-3)
+    summary = summarize_camera_following([r, r], n_boot=20)
+    assert summary["following_ratio"].n == 2 and summary["n_failed_videos"] == 0
+
+
+def test_essential_matrix_path_with_translation():
+    # 3D points in front of camera 0; camera 1 rotated 10 deg yaw + 3 deg pitch and translated: parallax, so no homography.
+    rng = np.random.default_rng(0)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    X = np.c_[rng.uniform(-3, 3, 300), rng.uniform(-2, 2, 300), rng.uniform(4, 12, 300)]
+    R = rot_y(10) @ rot_x(3)
+    t = np.array([-1.0, 0.1, 0.2])
+
+    def proj(P):
+        p = (K @ P.T).T
+        return p[:, :2] / p[:, 2:]
+
+    pose = relative_rotation_from_matches(proj(X), proj(X @ R.T + t), K)
+    assert pose.model == "essential"
+    assert rotation_angle_deg(pose.R @ R.T) < 0.5
+    assert yaw_deg(pose.R) == pytest.approx(yaw_deg(R), abs=0.5)
+
+
+def test_failures_and_bad_inputs(rotating_video):
+    frames, K, w2c = rotating_video
+    blank = np.zeros((3, 64, 64, 3), dtype=np.uint8)
+    Rs, pairs = estimate_rotations(blank, K)
+    assert np.isnan(Rs[1]).all() and pairs[1].model == "failed"
+    with pytest.raises(InputError, match="7 frames but the requested path has 3 poses"):
+        camera_following(frames, K, w2c[:3])
+    with pytest.raises(InputError, match="mode"):
+        estimate_rotations(frames, K, mode="random")

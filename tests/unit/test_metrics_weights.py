@@ -1,0 +1,66 @@
+"""Local weights resolution, sha256 checks and skip-with-message (ex4d.metrics.weights)."""
+
+import hashlib
+
+import pytest
+
+from ex4d.metrics.weights import METRIC_WEIGHTS, Skipped, WeightsFile, resolve_weights, run_or_skip, weights_dir
+from ex4d.utils.errors import InputError, MissingWeightsError
+
+
+def test_missing_file_message_names_file_and_source(tmp_path):
+    with pytest.raises(MissingWeightsError) as e:
+        resolve_weights("i3d_styleganv", root=tmp_path)
+    msg = str(e.value)
+    assert "i3d_torchscript.pt" in msg and str(tmp_path) in msg and "dropbox" in msg and "FVD" in msg
+
+
+def test_sha256_full_and_prefix(tmp_path):
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    spec = WeightsFile("x", "w.bin", "somewhere")
+    assert resolve_weights(spec, path=f, sha256=digest) == f
+    assert resolve_weights(spec, path=f, sha256=digest[:8].upper()) == f
+    with pytest.raises(MissingWeightsError, match="sha256 mismatch"):
+        resolve_weights(spec, path=f, sha256="00000000")
+    with pytest.raises(InputError, match="hex"):
+        resolve_weights(spec, path=f, sha256="abc")
+    # The hash encoded in a torch.hub-style name is checked by default; "" disables the check.
+    with pytest.raises(MissingWeightsError, match="sha256 mismatch"):
+        resolve_weights("fid_inception", path=f)
+    assert resolve_weights("fid_inception", path=f, sha256="") == f
+
+
+def test_folder_hashes_its_member(tmp_path):
+    d = tmp_path / "clip"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(b"abc")
+    good = hashlib.sha256(b"abc").hexdigest()
+    assert resolve_weights("clip_vitb32", path=d, sha256=good) == d
+    with pytest.raises(MissingWeightsError, match="sha256 mismatch"):
+        resolve_weights("clip_vitb32", path=d, sha256="deadbeef")
+
+
+def test_run_or_skip_turns_only_missing_weights_into_skips(tmp_path, caplog):
+    def needs_weights():
+        resolve_weights("musiq_spaq", root=tmp_path)
+
+    res = run_or_skip("imaging_quality", needs_weights)
+    assert isinstance(res, Skipped) and "musiq_spaq_ckpt-358bb6af.pth" in res.reason
+    assert "skipped" in str(res) and res.to_dict()["skipped"] is True
+    assert "musiq_spaq_ckpt" in caplog.text
+
+    def bad_input():
+        raise InputError("bad video")
+
+    with pytest.raises(InputError):
+        run_or_skip("x", bad_input)
+    assert run_or_skip("x", lambda: 3) == 3
+
+
+def test_registry_and_default_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EX4D_WEIGHTS_DIR", str(tmp_path))
+    assert weights_dir() == tmp_path / "metrics"
+    for key, spec in METRIC_WEIGHTS.items():
+        assert spec.key == key and spec.filename and spec.source
