@@ -30,6 +30,7 @@ from ex4d.io.video import VideoClip, write_mask_video, write_video
 from ex4d.mesh import DWMesh, DWMeshBuilder
 from ex4d.mesh.dwmesh import set_border
 from ex4d.render.base import Renderer, RenderResult
+from ex4d.utils.device import resolve_device
 from ex4d.utils.visualize import contact_sheet
 
 
@@ -54,12 +55,6 @@ class ReconResult:
     color: np.ndarray
     mask: np.ndarray
     meshes: dict
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class ReconPipeline:
