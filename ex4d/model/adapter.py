@@ -1,0 +1,329 @@
+"""The EX-4D adapter on top of the frozen Wan DiT: a geometry encoder and LoRA.
+
+* :class:`GeometryEncoder`: VAE latents of the masked colour video and of the mask video (16 + 16
+  channels) -> Conv3d 1x1x1 32->1024, SiLU, 1x1x1 1024->1024, SiLU, 1x1x1 1024->1024 (no activation after
+  the third) -> Conv3d 1024->dim with kernel = stride = (1, 2, 2), zero-initialised. The output has the
+  shape of the DiT's patch embedding, (B, dim, F, h/2, w/2), and is **added to the DiT tokens right after
+  the patch embedding**, before block 0, in both CFG branches. Zero init makes the adapter start as a no-op.
+  Module names (``latent_encoder.{0,2,4}``, ``latent_patch_embedding``) follow the reference's CamVidEncoder.
+* LoRA through peft on every block's self-attention q/k/v/out, text cross-attention q/k/v/out and both
+  FFN linears (diffusers names below); not the image key/value projections (``add_k_proj``/``add_v_proj``).
+  peft default init: A Kaiming-uniform, B zero; scale alpha / rank.
+* :class:`EX4DTransformer` wraps the diffusers transformer: a forward hook on ``patch_embedding`` adds the
+  geometry tokens, so diffusers' forward stays untouched (works with offloading hooks and regional compile).
+
+Counts at the 14B shape (dim 5120, FFN 13824, 40 blocks): LoRA r16 = 76,677,120; encoder = 23,109,632;
+total 99,786,752.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ex4d.utils.errors import InputError
+
+DEFAULT_ADAPTER = "ex4d"  # peft adapter name of the EX-4D LoRA inside the transformer
+
+# Reference DiT (DiffSynth WanModel) module -> diffusers WanTransformer3DModel module, inside blocks.{i}.
+REFERENCE_TO_DIFFUSERS = {
+    "self_attn.q": "attn1.to_q",
+    "self_attn.k": "attn1.to_k",
+    "self_attn.v": "attn1.to_v",
+    "self_attn.o": "attn1.to_out.0",
+    "cross_attn.q": "attn2.to_q",
+    "cross_attn.k": "attn2.to_k",
+    "cross_attn.v": "attn2.to_v",
+    "cross_attn.o": "attn2.to_out.0",
+    "cross_attn.k_img": "attn2.add_k_proj",
+    "cross_attn.v_img": "attn2.add_v_proj",
+    "ffn.0": "ffn.net.0.proj",
+    "ffn.2": "ffn.net.2",
+}
+DIFFUSERS_TO_REFERENCE = {v: k for k, v in REFERENCE_TO_DIFFUSERS.items()}
+
+# The released EX-4D targets ("q,k,v,o,ffn.0,ffn.2" in the reference), as diffusers module-name suffixes.
+REFERENCE_LORA_TARGETS = (
+    "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
+    "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0",
+    "ffn.net.0.proj", "ffn.net.2",
+)
+
+_LORA_INITS = {"kaiming": True, "gaussian": "gaussian"}
+
+
+@dataclass
+class LoraSettings:
+    """Schema of config group ``lora`` (checked on construction, so a bad value fails at composition).
+
+    Attributes:
+        rank: LoRA rank r > 0 (released checkpoint: 16).
+        alpha: LoRA alpha > 0; the update is scaled by alpha / rank (released: 16, scale 1).
+        targets: module-name suffixes inside each ``blocks.{i}`` of the diffusers DiT.
+        dropout: LoRA dropout in [0, 1) (training only).
+        init: ``kaiming`` (peft default: A Kaiming-uniform, B zero) or ``gaussian`` (A normal, B zero).
+    """
+
+    rank: int = 16
+    alpha: float = 16.0
+    targets: list[str] = field(default_factory=lambda: list(REFERENCE_LORA_TARGETS))
+    dropout: float = 0.0
+    init: str = "kaiming"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
+            raise InputError(f"lora.rank: expected an integer > 0, got {self.rank!r}")
+        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha <= 0:
+            raise InputError(f"lora.alpha: expected a number > 0, got {self.alpha!r}")
+        self.alpha = float(self.alpha)
+        if isinstance(self.targets, str):
+            raise InputError(f"lora.targets: expected a list of module names, got the string {self.targets!r}")
+        self.targets = [str(t) for t in self.targets]
+        if not self.targets:
+            raise InputError("lora.targets: expected at least one module name, got an empty list")
+        bad = [t for t in self.targets if not t or t.startswith(".") or t.endswith(".") or " " in t]
+        if bad:
+            raise InputError(f"lora.targets: malformed module names {bad}")
+        if len(set(self.targets)) != len(self.targets):
+            raise InputError(f"lora.targets: duplicate entries in {self.targets}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise InputError(f"lora.dropout: expected 0 <= dropout < 1, got {self.dropout!r}")
+        if self.init not in _LORA_INITS:
+            raise InputError(f"lora.init: expected one of {sorted(_LORA_INITS)}, got {self.init!r}")
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+class GeometryEncoder(nn.Module):
+    """Colour + mask latents -> tokens added after the DiT patch embedding.
+
+    Args:
+        latent_channels: VAE latent channels per input (16); the encoder sees 2x this.
+        hidden_channels: width of the 1x1x1 convolutions (1024).
+        out_channels: DiT inner dim (5120 for the 14B model).
+        patch_size: the DiT's (t, h, w) patch size (1, 2, 2).
+    """
+
+    def __init__(
+        self,
+        latent_channels: int = 16,
+        hidden_channels: int = 1024,
+        out_channels: int = 5120,
+        patch_size: Sequence[int] = (1, 2, 2),
+    ) -> None:
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.latent_encoder = nn.Sequential(
+            nn.Conv3d(2 * latent_channels, hidden_channels, kernel_size=1),
+            nn.SiLU(),
+            nn.Conv3d(hidden_channels, hidden_channels, kernel_size=1),
+            nn.SiLU(),
+            nn.Conv3d(hidden_channels, hidden_channels, kernel_size=1),
+        )
+        self.latent_patch_embedding = nn.Conv3d(
+            hidden_channels, out_channels, kernel_size=self.patch_size, stride=self.patch_size
+        )
+        self.zero_init_output()
+
+    def zero_init_output(self) -> None:
+        """Zero the patch projection: the adapter then adds exactly nothing to the DiT tokens."""
+        nn.init.zeros_(self.latent_patch_embedding.weight)
+        nn.init.zeros_(self.latent_patch_embedding.bias)
+
+    def forward(self, z_colour: Tensor, z_mask: Tensor) -> Tensor:
+        """Args:
+            z_colour: (B, 16, F, h, w) normalised VAE latent of x_c = 2 (C * M) - 1.
+            z_mask: (B, 16, F, h, w) normalised VAE latent of the mask video (see the generator's mask_encoding).
+
+        Returns:
+            (B, dim, F, h/2, w/2) tokens in the encoder's dtype, laid out like the DiT patch embedding output.
+        """
+        if z_colour.shape != z_mask.shape:
+            raise InputError(f"geometry encoder: colour latent {tuple(z_colour.shape)} != mask latent {tuple(z_mask.shape)}")
+        dtype = self.latent_patch_embedding.weight.dtype
+        z = torch.cat([z_colour, z_mask], dim=1).to(dtype)
+        return self.latent_patch_embedding(self.latent_encoder(z))
+
+
+def attach_lora(transformer: nn.Module, settings: LoraSettings, adapter_name: str = DEFAULT_ADAPTER) -> int:
+    """Inject LoRA layers (peft) into every ``blocks.{i}.<target>`` of a diffusers Wan transformer.
+
+    Returns:
+        number of wrapped modules. Raises InputError when a target matches no module.
+    """
+    from peft import LoraConfig
+
+    names = [n for n, _ in transformer.named_modules()]
+    for t in settings.targets:
+        if not any(n.startswith("blocks.") and n.endswith("." + t) for n in names):
+            raise InputError(
+                f"lora.targets: {t!r} matches no module inside the blocks of {type(transformer).__name__} "
+                f"(expected names like {list(REFERENCE_LORA_TARGETS)[:3]})"
+            )
+    # Anchor to blocks.{i}. so that the image embedder's FeedForward (condition_embedder.image_embedder.ff.net.*)
+    # or any future non-block module with the same suffix is never wrapped.
+    pattern = r"blocks\.\d+\.(" + "|".join(t.replace(".", r"\.") for t in settings.targets) + r")"
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=float(settings.dropout),
+        init_lora_weights=_LORA_INITS[settings.init],
+        target_modules=pattern,
+    )
+    # Create the LoRA matrices where the DiT lives (meta stays meta: counting the 14B shape costs no memory).
+    with torch.device(transformer.patch_embedding.weight.device):
+        transformer.add_adapter(config, adapter_name=adapter_name)
+    return sum(1 for n, m in transformer.named_modules() if hasattr(m, "lora_A") and adapter_name in m.lora_A)
+
+
+def lora_modules(transformer: nn.Module, adapter_name: str = DEFAULT_ADAPTER) -> dict[str, nn.Module]:
+    """Module name -> peft LoRA layer holding ``adapter_name``."""
+    return {n: m for n, m in transformer.named_modules() if hasattr(m, "lora_A") and adapter_name in m.lora_A}
+
+
+def lora_parameters(transformer: nn.Module, adapter_name: str = DEFAULT_ADAPTER) -> dict[str, nn.Parameter]:
+    """``'<module>.lora_A.weight'`` (adapter name dropped) -> parameter, for every LoRA matrix of the adapter."""
+    out: dict[str, nn.Parameter] = {}
+    for name, m in lora_modules(transformer, adapter_name).items():
+        for part in ("lora_A", "lora_B"):
+            for pname, p in getattr(m, part)[adapter_name].named_parameters():
+                out[f"{name}.{part}.{pname}"] = p
+    return out
+
+
+class EX4DTransformer(nn.Module):
+    """The Wan DiT with the EX-4D adapter: LoRA inside, geometry tokens added after the patch embedding.
+
+    Args:
+        transformer: diffusers ``WanTransformer3DModel`` (LoRA attached with :func:`attach_lora` or not).
+        encoder: :class:`GeometryEncoder` whose ``out_channels`` equals the DiT inner dim.
+        adapter_name: the peft adapter name of the EX-4D LoRA.
+    """
+
+    def __init__(self, transformer: nn.Module, encoder: GeometryEncoder, adapter_name: str = DEFAULT_ADAPTER) -> None:
+        super().__init__()
+        inner = transformer.patch_embedding.out_channels
+        if encoder.out_channels != inner:
+            raise InputError(f"geometry encoder out_channels {encoder.out_channels} != DiT inner dim {inner}")
+        if tuple(encoder.patch_size) != tuple(transformer.patch_embedding.kernel_size):
+            raise InputError(
+                f"geometry encoder patch {encoder.patch_size} != DiT patch {tuple(transformer.patch_embedding.kernel_size)}"
+            )
+        self.transformer = transformer
+        self.encoder = encoder
+        self.adapter_name = adapter_name
+        self._geometry: Tensor | None = None
+        self._hook = transformer.patch_embedding.register_forward_hook(self._add_geometry)
+
+    def _add_geometry(self, module: nn.Module, args, output: Tensor) -> Tensor | None:
+        g = self._geometry
+        if g is None:
+            return None
+        if g.shape[1:] != output.shape[1:] or g.shape[0] not in (1, output.shape[0]):
+            raise InputError(f"geometry tokens {tuple(g.shape)} do not match the DiT patch embedding {tuple(output.shape)}")
+        return output + g.to(device=output.device, dtype=output.dtype)
+
+    def detach_hook(self) -> None:
+        """Remove the forward hook (the plain transformer then runs without geometry)."""
+        self._hook.remove()
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        timestep: Tensor,
+        encoder_hidden_states: Tensor,
+        encoder_hidden_states_image: Tensor | None = None,
+        *,
+        geometry: Tensor | None = None,
+        z_colour: Tensor | None = None,
+        z_mask: Tensor | None = None,
+    ) -> Tensor:
+        """One DiT forward (one CFG branch).
+
+        Args:
+            hidden_states: (B, 36, F, h, w) noise latent + frame mask + first-frame latent.
+            timestep: (B,) float timesteps in [0, 1000].
+            encoder_hidden_states: (B, 512, text_dim) prompt embeddings (zero-padded to 512).
+            encoder_hidden_states_image: (B, 257, 1280) CLIP tokens.
+            geometry: precomputed :class:`GeometryEncoder` output (1 or B, dim, F, h/2, w/2); or give
+            z_colour, z_mask: the latents, and the encoder runs here (training: gradients reach it).
+
+        Returns:
+            (B, 16, F, h, w) flow prediction, in the transformer's dtype.
+        """
+        if geometry is None and (z_colour is not None or z_mask is not None):
+            if z_colour is None or z_mask is None:
+                raise InputError("EX4DTransformer: give both z_colour and z_mask (or neither)")
+            geometry = self.encoder(z_colour, z_mask)
+        self._geometry = geometry
+        try:
+            return self.transformer(
+                hidden_states=hidden_states,
+                timestep=timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_hidden_states_image=encoder_hidden_states_image,
+                return_dict=False,
+            )[0]
+        finally:
+            self._geometry = None
+
+    # ---- parameter bookkeeping -------------------------------------------------------------------
+
+    def lora_parameters(self) -> dict[str, nn.Parameter]:
+        return lora_parameters(self.transformer, self.adapter_name)
+
+    def adapter_parameters(self) -> Iterator[nn.Parameter]:
+        """LoRA matrices of this adapter + every encoder parameter (what training updates)."""
+        yield from self.lora_parameters().values()
+        yield from self.encoder.parameters()
+
+    def mark_trainable(self) -> None:
+        """Freeze the backbone; only LoRA of this adapter and the encoder require gradients."""
+        self.transformer.requires_grad_(False)
+        self.encoder.requires_grad_(True)
+        for p in self.lora_parameters().values():
+            p.requires_grad_(True)
+
+    def set_adapter_dtype(self, dtype: torch.dtype) -> None:
+        """Cast LoRA matrices and the encoder (e.g. fp32 for training, the DiT dtype for inference)."""
+        for p in self.lora_parameters().values():
+            p.data = p.data.to(dtype)
+        self.encoder.to(dtype)
+
+    def parameter_counts(self) -> dict[str, int]:
+        lora = sum(p.numel() for p in self.lora_parameters().values())
+        enc = sum(p.numel() for p in self.encoder.parameters())
+        return {"lora": lora, "encoder": enc, "total": lora + enc}
+
+
+def build_ex4d_transformer(
+    transformer: nn.Module,
+    lora: LoraSettings | None = None,
+    *,
+    hidden_channels: int = 1024,
+    latent_channels: int = 16,
+    adapter_name: str = DEFAULT_ADAPTER,
+    dtype: torch.dtype | None = None,
+) -> EX4DTransformer:
+    """Attach LoRA (when ``lora`` is given) and a zero-initialised geometry encoder sized to ``transformer``.
+
+    The encoder is created on the transformer's device (meta stays meta) in ``dtype`` (default the DiT's).
+    """
+    if lora is not None:
+        attach_lora(transformer, lora, adapter_name)
+    pe = transformer.patch_embedding
+    device = pe.weight.device
+    with torch.device(device):
+        encoder = GeometryEncoder(latent_channels, hidden_channels, pe.out_channels, pe.kernel_size)
+    encoder.to(dtype or pe.weight.dtype)
+    model = EX4DTransformer(transformer, encoder, adapter_name)
+    model.set_adapter_dtype(dtype or pe.weight.dtype)
+    return model

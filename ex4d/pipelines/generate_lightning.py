@@ -1,0 +1,66 @@
+"""Generation as a LightningModule, so ``trainer.predict`` runs many videos and spreads them over GPUs.
+
+The module holds only the configuration objects; each rank builds its own :class:`EX4DGenerator` on its
+device when prediction starts (``setup``), outside the module tree, so Lightning never moves the 14B model
+itself (the generator's memory mode decides where models live). Writing outputs and skipping finished
+videos belong to the caller (a prediction writer callback and the dataset), not here.
+
+Batch format (use a DataLoader with ``batch_size=None``: one video per step)::
+
+    {"id": str, "colour": (T, H, W, 3) uint8, "mask": (T, H, W) bool,
+     "first_frame": (H, W, 3) uint8 (optional), "prompt": str (optional), "seed": int (optional)}
+
+``predict_step`` returns ``{"id": ..., "frames": (T, H, W, 3) uint8 CPU tensor, "timings": {...}}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+from ex4d.model.adapter import LoraSettings
+from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings, build_generator
+
+
+class GeneratePredictModule(L.LightningModule):
+    """Args: as :func:`~ex4d.pipelines.generate.build_generator` (``model`` is a config-group loader)."""
+
+    def __init__(
+        self,
+        model,
+        lora: LoraSettings | None = None,
+        checkpoint: str | Path | None = None,
+        settings: GenerateSettings | None = None,
+        memory_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.model_loader = model
+        self.lora = lora
+        self.checkpoint = checkpoint
+        self.settings = settings
+        self.memory_mode = memory_mode
+        self._generator: EX4DGenerator | None = None  # a plain object: not a registered submodule
+
+    @property
+    def generator(self) -> EX4DGenerator:
+        if self._generator is None:
+            raise RuntimeError("GeneratePredictModule: the generator is built in setup(); call trainer.predict")
+        return self._generator
+
+    def setup(self, stage: str) -> None:
+        if self._generator is None:
+            self._generator = build_generator(
+                self.model_loader, self.lora, self.checkpoint, self.settings,
+                device=self.trainer.strategy.root_device, memory_mode=self.memory_mode,
+            )
+
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> dict:
+        frames = self.generator(
+            batch["colour"],
+            batch["mask"],
+            batch.get("first_frame"),
+            prompt=batch.get("prompt"),
+            seed=int(batch["seed"]) if batch.get("seed") is not None else None,
+        )
+        return {"id": batch.get("id", batch_idx), "frames": frames, "timings": dict(self.generator.last_timings)}
