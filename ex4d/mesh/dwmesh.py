@@ -16,7 +16,8 @@ Modes (``mode`` argument):
   (half-pixel offset) and the back cap labelled by the angle rule only (two of its corners keep alpha,
   so half the cap renders as smeared valid colour).
 * ``"torn"``: the ablation of the reference's ``use_dwmesh=0``: invalid faces are deleted instead of
-  masked (no walls; the renderer sees holes as background). Pixel-centre geometry as ``fixed``.
+  masked (no walls; the renderer sees holes as background). Pixel-centre geometry and labels as
+  ``fixed``, so the back cap is deleted too (else the holes would show its smeared corner colours).
 """
 
 from __future__ import annotations
@@ -137,6 +138,32 @@ def face_min_angle_deg(vertices: Tensor, faces: Tensor) -> Tensor:
     return torch.rad2deg(torch.minimum(torch.minimum(a0, a1), a2))
 
 
+def _grid_bad_vertices(face_valid: Tensor, height: int, width: int) -> Tensor:
+    """(B, H*W) bool: vertices of the grid touched by at least one invalid face (B, F) of ``grid_faces``.
+
+    Equivalent to scattering the invalid faces onto their three vertices, written as shifted ORs of
+    the (H-1, W-1) per-quad maps (no atomics). Vertex (v, u) is the top-left of T1(v, u), bottom-left
+    of T1(v-1, u), top-right of T1(v, u-1), bottom-left of T2(v-1, u), top-right of T2(v, u-1) and
+    bottom-right of T2(v-1, u-1).
+    """
+    B = face_valid.shape[0]
+    H, W = height, width
+    nq = (H - 1) * (W - 1)
+    inv = ~face_valid
+    p1 = torch.zeros(B, H + 1, W + 1, dtype=torch.bool, device=inv.device)
+    p2 = torch.zeros_like(p1)
+    p1[:, 1:H, 1:W] = inv[:, :nq].reshape(B, H - 1, W - 1)  # p[v + 1, u + 1] = quad (v, u)
+    p2[:, 1:H, 1:W] = inv[:, nq : 2 * nq].reshape(B, H - 1, W - 1)
+    bad = p1[:, 1:, 1:] | p1[:, :-1, 1:] | p1[:, 1:, :-1] | p2[:, :-1, 1:] | p2[:, 1:, :-1] | p2[:, :-1, :-1]
+    bad = bad.reshape(B, H * W)
+    cap0, cap1 = inv[:, -2], inv[:, -1]  # (p(0,W-1), p(0,0), p(H-1,W-1)), (p(H-1,W-1), p(0,0), p(H-1,0))
+    bad[:, W - 1] |= cap0
+    bad[:, 0] |= cap0 | cap1
+    bad[:, (H - 1) * W + W - 1] |= cap0 | cap1
+    bad[:, (H - 1) * W] |= cap1
+    return bad
+
+
 def set_border(depth: Tensor, value: float = BORDER_DEPTH) -> Tensor:
     """Copy of ``depth`` (..., H, W) with its one-pixel border ring set to ``value``."""
     d = depth.clone()
@@ -177,18 +204,14 @@ def build_dwmesh(
     verts = unproject_depth(d, K, pixel_center=(mode != "parity")).reshape(B, H * W, 3)
     faces = grid_faces(H, W, device)
     face_valid = face_min_angle_deg(verts, faces) >= min_angle_deg
-    if mode == "fixed":
+    if mode in ("fixed", "torn"):
+        # The back cap is a wall in fixed mode; a torn mesh (built on fixed geometry) deletes it too,
+        # so its holes open onto nothing rather than onto the cap's smeared corner colours.
         face_valid[:, -2:] = False
     col = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
     colors = torch.cat([col.reshape(B, H * W, 3).to(device), torch.ones(B, H * W, 1, device=device)], -1)
-    # A vertex touched by any invalid face loses its colour and alpha (RGBA = 0). Bool scatter-add is
-    # unsupported, so count invalid incident faces in int32.
-    fl = faces.long()
-    count = torch.zeros(B, H * W, dtype=torch.int32, device=device)
-    inv = (~face_valid).to(torch.int32)
-    for k in range(3):
-        count.scatter_add_(1, fl[:, k].unsqueeze(0).expand(B, -1), inv)
-    bad_vertex = count > 0
+    # A vertex touched by any invalid face loses its colour and alpha (RGBA = 0).
+    bad_vertex = _grid_bad_vertices(face_valid, H, W)
     colors = colors * (~bad_vertex).unsqueeze(-1)
     face_keep = face_valid.clone() if mode == "torn" else None
     return DWMesh(verts, faces, colors, face_valid, face_keep, H, W)

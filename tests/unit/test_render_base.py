@@ -1,0 +1,67 @@
+"""Renderer interface: mask thresholding, frame-0 replacement, backend selection and configs."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from ex4d.render import MASK_THRESHOLD, CpuRenderer, NvdiffrastRenderer, finalize_rgba, make_renderer
+from ex4d.render.nvdiffrast_backend import clip_from_camera
+
+
+def test_finalize_threshold_and_black_holes():
+    rgba = torch.zeros(2, 2, 3, 4)
+    rgba[..., :3] = 0.7
+    rgba[:, 0, 0, 3] = 125 / 255  # exactly the threshold: a hole (reference: alpha > 125)
+    rgba[:, 0, 1, 3] = 126 / 255
+    rgba[:, 1, :, 3] = 1.0
+    res = finalize_rgba(rgba)
+    assert MASK_THRESHOLD == 125 / 255
+    assert res.mask[:, 0].tolist() == [[False, True, False]] * 2
+    assert res.mask[:, 1].all()
+    assert (res.color[~res.mask] == 0).all() and (res.color[res.mask] == pytest.approx(0.7))
+
+
+def test_finalize_replaces_frame_zero_with_source():
+    rgba = torch.zeros(3, 4, 5, 4)  # all holes
+    src = torch.randint(0, 256, (4, 5, 3), dtype=torch.uint8)
+    res = finalize_rgba(rgba, src)
+    assert res.mask[0].all() and not res.mask[1:].any()
+    assert torch.equal(res.color[0], src.float() / 255.0)
+    assert (res.color[1:] == 0).all()
+    assert (rgba == 0).all()  # input untouched
+    res_f = finalize_rgba(rgba, src.float() / 255.0)  # float sources in [0, 1] too
+    assert torch.equal(res_f.color[0], res.color[0])
+
+
+def test_make_renderer_and_lazy_gpu_backend():
+    assert isinstance(make_renderer("cpu"), CpuRenderer)
+    gpu = NvdiffrastRenderer()  # constructing on a CPU machine must work: nothing loads until used
+    assert gpu._ctx is None
+    pickle.loads(pickle.dumps(gpu))
+    pickle.loads(pickle.dumps(make_renderer("cpu")))
+    if not torch.cuda.is_available():
+        assert isinstance(make_renderer("auto"), CpuRenderer)
+        from ex4d.render import RendererUnavailableError
+
+        with pytest.raises(RendererUnavailableError, match="CUDA"):
+            gpu._context()
+    with pytest.raises(ValueError, match="backend"):
+        make_renderer("opengl")
+
+
+def test_clip_matrix_maps_pixels_to_ndc():
+    """x_ndc = 2u/W - 1, y_ndc = 2v/H - 1 for the projection (u, v); z_ndc = -1 at near, +1 at far."""
+    H, W, near, far = 48, 64, 0.01, 100.0
+    K = torch.tensor([[70.0, 0.0, 30.0], [0.0, 60.0, 25.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    P = clip_from_camera(K, H, W, near, far)
+    pts = torch.tensor([[0.3, -0.2, 2.0], [-1.0, 0.5, 5.0], [0.0, 0.0, near], [0.0, 0.0, far]], dtype=torch.float64)
+    clip = torch.cat([pts, torch.ones(4, 1, dtype=torch.float64)], 1) @ P.T
+    ndc = clip[:, :3] / clip[:, 3:]
+    u = K[0, 0] * pts[:, 0] / pts[:, 2] + K[0, 2]
+    v = K[1, 1] * pts[:, 1] / pts[:, 2] + K[1, 2]
+    assert torch.allclose(ndc[:, 0], 2 * u / W - 1) and torch.allclose(ndc[:, 1], 2 * v / H - 1)
+    assert ndc[2, 2] == pytest.approx(-1.0) and ndc[3, 2] == pytest.approx(1.0)
+    assert torch.equal(clip[:, 3], pts[:, 2])  # w = camera z
