@@ -162,6 +162,11 @@ def save_recon(result: ReconResult, out_dir: str | Path, camera_name: str = "pat
         "cameras_json": save_cameras_json(out / "cameras.json", result.w2c, K, H, W),
         "cameras_npz": save_reference_npz(out / f"camera_{camera_name}.npz", result.w2c, K),
     }
+    # The exact source frame 0 for the generator's first-frame conditioning (color.mp4 is lossy).
+    from PIL import Image
+
+    Image.fromarray(clip.frames[0]).save(out / "first_frame.png")
+    files["first_frame"] = out / "first_frame.png"
     np.savez_compressed(out / "depth.npz", depth=result.depth.depth.cpu().numpy().astype(np.float32),
                         K=K.cpu().numpy())
     files["depth"] = out / "depth.npz"

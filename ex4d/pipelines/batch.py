@@ -1,0 +1,100 @@
+"""Many inputs at once: list them, and a Dataset that yields generator batches, reconstructing on demand.
+
+Each item reconstructs its input (DW-Mesh stage) the first time it is read, on whichever rank owns it,
+and is skipped entirely when its ``output.mp4`` already exists, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from ex4d.pipelines.stage_io import find_recon_videos, read_first_frame, read_recon_videos, resize_for_generation
+from ex4d.utils.errors import InputError
+
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+MANIFEST_EXTS = (".txt", ".csv", ".jsonl")
+
+
+def list_inputs(source: str) -> list[Path] | None:
+    """The inputs of a set (a folder of videos, or a manifest), or None when ``source`` is one input.
+
+    A manifest is a ``.txt`` (one path per line), ``.csv`` (column ``path``) or ``.jsonl`` (key ``path``);
+    relative paths are relative to the manifest. A folder of images is one input (an image sequence).
+    """
+    p = Path(source)
+    if p.is_dir():
+        videos = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_EXTS)
+        return videos or None
+    if p.suffix.lower() not in MANIFEST_EXTS:
+        return None
+    if not p.is_file():
+        raise InputError(f"input manifest {p} does not exist")
+    if p.suffix.lower() == ".txt":
+        rows = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    elif p.suffix.lower() == ".csv":
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if "path" not in (reader.fieldnames or []):
+                raise InputError(f"input manifest {p}: needs a 'path' column, has {reader.fieldnames}")
+            rows = [r["path"] for r in reader]
+    else:
+        rows = []
+        for i, ln in enumerate(p.read_text().splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                rows.append(json.loads(ln)["path"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise InputError(f"input manifest {p}, line {i}: expected a JSON object with 'path' ({e})") from e
+    if not rows:
+        raise InputError(f"input manifest {p} lists no inputs")
+    return [q if q.is_absolute() else (p.parent / q) for q in map(Path, rows)]
+
+
+def unique_ids(paths: list[Path]) -> list[str]:
+    """Output folder names: file stems, suffixed where two inputs share a stem."""
+    seen: dict[str, int] = {}
+    ids = []
+    for q in paths:
+        n = seen.get(q.stem, 0)
+        seen[q.stem] = n + 1
+        ids.append(q.stem if n == 0 else f"{q.stem}_{n}")
+    return ids
+
+
+class ReconGenerateSet(Dataset):
+    """Items for ``GeneratePredictModule.predict_step``, one video each (use ``batch_size=None``).
+
+    Args:
+        inputs: input paths; ``ids``: their output folder names under ``out_root``.
+        recon: ``recon(source, out_dir)`` runs the DW-Mesh stage into ``out_dir`` (writes color.mp4, mask.mp4).
+        height, width: generation size (None keeps the recon size).
+        output_name: file whose presence marks an item finished (skipped at construction).
+    """
+
+    def __init__(self, inputs: list[Path], ids: list[str], out_root: Path, recon: Callable[[str, Path], object],
+                 height: int | None, width: int | None, output_name: str = "output.mp4"):
+        self.out_root = Path(out_root)
+        todo = [(i, s) for i, s in zip(ids, inputs) if not (self.out_root / i / output_name).is_file()]
+        self.skipped = len(inputs) - len(todo)
+        self.items = todo
+        self.recon = recon
+        self.height, self.width = height, width
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        vid, source = self.items[index]
+        out_dir = self.out_root / vid
+        if not ((out_dir / "color.mp4").is_file() and (out_dir / "mask.mp4").is_file()):
+            self.recon(str(source), out_dir)
+        colour, mask = read_recon_videos(*find_recon_videos(out_dir))
+        first = read_first_frame(out_dir, colour)
+        colour, mask, first = resize_for_generation(colour, mask, self.height, self.width, first)
+        return {"id": vid, "colour": colour, "mask": mask, "first_frame": first, "out_dir": str(out_dir)}
