@@ -28,7 +28,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -132,6 +131,8 @@ def discover_videos(root: str | Path, extensions=VIDEO_EXTS) -> tuple[Path, list
 def probe_video(path: Path) -> tuple[int, float]:
     """(frame count, fps) from the container; counts by decoding when the container does not say.
     Raises InputError when the file cannot be opened or has no decodable video."""
+    import av  # imported on use (see ex4d.io.video)
+
     if not path.is_file() or path.stat().st_size == 0:
         raise InputError(f"video {path} is missing or empty")
     try:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image
@@ -57,6 +56,8 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
 
     Raises InputError naming the file when it is missing, empty or cannot be decoded.
     """
+    import av  # imported on use: rendering/meshing code paths (and GPU hosts without PyAV) never need it
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input video {path} does not exist")
@@ -199,6 +200,8 @@ def load_clip(source: str | Path, num_frames: int = 49, stride: int = 1, frame_m
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 30.0, crf: int = 18, lossless: bool = False) -> Path:
     """Encode (T, H, W, 3) uint8 RGB frames as H.264 mp4 (yuv420p, ``crf``), or bit-exact RGB with ``lossless``."""
+    import av
+
     path = Path(path)
     frames = np.ascontiguousarray(frames)
     assert frames.ndim == 4 and frames.shape[-1] == 3 and frames.dtype == np.uint8, frames.shape

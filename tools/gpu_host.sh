@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run on the GPU test host (see docs/performance.md): install the carried wheels, then one of
+#   bash tools/gpu_host.sh tests      # the gpu-marked tests + bench_recon
+#   bash tools/gpu_host.sh generate   # bench_generate (random 14B weights)
+set -uo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+case "${1:-tests}" in
+  tests)
+    python3 -m pytest -q -m gpu tests/gpu -s -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log"
+    python3 tools/bench_recon.py --out "$OUT/bench_recon.json" 2>&1 | tee "$OUT/bench_recon.log"
+    python3 tools/bench_recon.py --static --sizes 49x512x768 --out "$OUT/bench_recon_static.json" 2>&1 | tail -5 | tee -a "$OUT/bench_recon.log"
+    ;;
+  generate)
+    shift
+    python3 tools/bench_generate.py --json "$OUT/bench_generate.json" "$@" 2>&1 | tee "$OUT/bench_generate.log"
+    ;;
+esac
