@@ -9,7 +9,9 @@ from tests.conftest import CONF
 
 # Groups whose options are objects (``_target_``) and which entry config composes them.
 OBJECT_GROUPS = {
-    "infer": ["depth", "camera", "mesh", "renderer"],
+    "infer": ["depth", "camera", "mesh", "renderer", "model", "lora"],
+    "prepare_data": ["masking"],
+    "train": ["optimizer"],  # strategy / logger / trainer / callbacks (Lightning objects): test_train_configs.py
 }
 
 
