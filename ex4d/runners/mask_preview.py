@@ -43,8 +43,8 @@ def _clip_and_mask(cfg: DictConfig) -> tuple:
     return out["frames"].numpy(), out["mask"].numpy(), item["source"], out["masking"]
 
 
+@torch.no_grad()  # scoped: a process-wide switch would leak into callers (tests, notebooks)
 def run_mask_preview(cfg: DictConfig) -> dict:
-    torch.set_grad_enabled(False)
     frames, mask, source, info = _clip_and_mask(cfg)
     out = Path(cfg.out) if cfg.out else run_dir(cfg) / "mask_preview.png"
     out.parent.mkdir(parents=True, exist_ok=True)

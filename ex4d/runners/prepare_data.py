@@ -24,9 +24,9 @@ def shard_settings(cfg: DictConfig) -> dict:
     }
 
 
+@torch.no_grad()  # scoped: a process-wide switch would leak into callers (tests, notebooks)
 def run_prepare_data(cfg: DictConfig) -> dict:
     """Instantiate data, depth and masking from ``cfg`` and write the shards; returns the summary."""
-    torch.set_grad_enabled(False)
     dataset = instantiate(cfg.data.videos)(split=cfg.split)
     log.info("data %s: %s", cfg.data.root, dataset.summary())
     summary = prepare_shards(

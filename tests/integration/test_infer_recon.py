@@ -67,3 +67,15 @@ def test_infer_cli_runs_as_a_hydra_app(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (Path(tmp_path) / "cli" / "color.mp4").is_file()
     assert (Path(tmp_path) / "cli" / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_infer_multirun_gives_one_run_dir_per_camera(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "infer.py", "-m", "camera=ref_30,ref_60", *SMALL, "data.num_frames=3",
+         f"paths.output_dir={tmp_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted(p.parent.name for p in tmp_path.glob("infer/multirun_*/*/color.mp4"))
+    assert len(runs) == 2 and runs[0].startswith("0_camera=ref_30") and runs[1].startswith("1_camera=ref_60")
