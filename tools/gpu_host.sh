@@ -2,6 +2,7 @@
 # Run on the GPU test host (see docs/performance.md): install the carried wheels, then one of
 #   bash tools/gpu_host.sh tests      # the gpu-marked tests + bench_recon
 #   bash tools/gpu_host.sh generate   # bench_generate (random 14B weights)
+#   bash tools/gpu_host.sh levers     # bench_generate --levers: the issue-6 table, under 9 minutes
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
@@ -17,5 +18,9 @@ case "${1:-tests}" in
   generate)
     shift
     python3 tools/bench_generate.py --json "$OUT/bench_generate.json" "$@" 2>&1 | tee "$OUT/bench_generate.log"
+    ;;
+  levers)
+    shift
+    python3 tools/bench_generate.py --levers --json "$OUT/levers.json" "$@" 2>&1 | tee "$OUT/levers.log"
     ;;
 esac

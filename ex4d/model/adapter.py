@@ -11,6 +11,11 @@
   peft default init: A Kaiming-uniform, B zero; scale alpha / rank.
 * :class:`EX4DTransformer` wraps the diffusers transformer: a forward hook on ``patch_embedding`` adds the
   geometry tokens, so diffusers' forward stays untouched (works with offloading hooks and regional compile).
+* Inference can merge the LoRA into the base weights (``W += scale B A``: one matmul per linear instead of
+  three) and unmerge it exactly: :meth:`EX4DTransformer.merge_lora` keeps a copy of the base weights of the
+  LoRA targets only (not of the whole DiT), and :meth:`EX4DTransformer.unmerge_lora` copies them back, bit
+  for bit. peft's own unmerge subtracts ``scale B A`` again, which in bf16 does not return the original
+  weights (each ``(W + d) - d`` rounds twice).
 
 Counts at the 14B shape (dim 5120, FFN 13824, 40 blocks): LoRA r16 = 76,677,120; encoder = 23,109,632;
 total 99,786,752.
@@ -18,6 +23,7 @@ total 99,786,752.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -221,6 +227,7 @@ class EX4DTransformer(nn.Module):
         self.encoder = encoder
         self.adapter_name = adapter_name
         self._geometry: Tensor | None = None
+        self._base_copy: dict[str, Tensor] | None = None  # exact base weights of the LoRA targets (merge_lora)
         self._hook = transformer.patch_embedding.register_forward_hook(self._add_geometry)
 
     def _add_geometry(self, module: nn.Module, args, output: Tensor) -> Tensor | None:
@@ -274,6 +281,73 @@ class EX4DTransformer(nn.Module):
             )[0]
         finally:
             self._geometry = None
+
+    # ---- LoRA merge for inference ---------------------------------------------------------------
+
+    @property
+    def lora_merged(self) -> bool:
+        """True while this adapter's LoRA is merged into the base weights."""
+        modules = lora_modules(self.transformer, self.adapter_name).values()
+        return any(self.adapter_name in m.merged_adapters for m in modules)
+
+    @torch.no_grad()
+    def merge_lora(self, keep_base: bool = True) -> None:
+        """Merge the LoRA into the base weights (peft ``merge``: ``W += scale B A`` in the weight dtype).
+
+        Args:
+            keep_base: first copy the base weights of the LoRA targets to the CPU (pinned when they live on
+                CUDA; 28 GB in bf16 at the 14B shape), so that :meth:`unmerge_lora` restores them exactly. The
+                copy is taken once and reused by later merges, because the base weights are frozen (only the
+                LoRA matrices may change between merges, e.g. while training); :meth:`release_base_copy` drops it.
+                False: no copy; unmerging then uses peft's subtraction (not exact in bf16).
+        """
+        if self.lora_merged:
+            raise RuntimeError("merge_lora: the LoRA is already merged; unmerge_lora first")
+        modules = lora_modules(self.transformer, self.adapter_name)
+        if keep_base and self._base_copy is None:
+            copy: dict[str, Tensor] = {}
+            for name, m in modules.items():
+                w = m.get_base_layer().weight
+                pin = w.device.type == "cuda"
+                host = torch.empty(w.shape, dtype=w.dtype, device="cpu", pin_memory=pin)
+                host.copy_(w.data, non_blocking=pin)
+                copy[name] = host
+            if any(h.is_pinned() for h in copy.values()):
+                torch.cuda.synchronize()  # the non_blocking copies must land before the weights change
+            self._base_copy = copy
+        for m in modules.values():
+            m.merge(adapter_names=[self.adapter_name])
+
+    @torch.no_grad()
+    def unmerge_lora(self) -> None:
+        """Undo :meth:`merge_lora`: restore the kept base weights bit for bit (or, without a copy, subtract
+        ``scale B A`` as peft does, which in bf16 leaves rounding differences). No-op when not merged."""
+        for name, m in lora_modules(self.transformer, self.adapter_name).items():
+            if self.adapter_name not in m.merged_adapters:
+                continue
+            if self._base_copy is not None:
+                w = m.get_base_layer().weight
+                w.data.copy_(self._base_copy[name], non_blocking=w.device.type == "cuda")
+                m.merged_adapters.remove(self.adapter_name)
+            else:
+                if m.merged_adapters != [self.adapter_name]:
+                    raise RuntimeError(f"unmerge_lora: {name} has other merged adapters {m.merged_adapters}")
+                m.unmerge()
+
+    def release_base_copy(self) -> None:
+        """Drop the CPU copy of the base weights kept by :meth:`merge_lora` (unmerge first to restore them)."""
+        if self.lora_merged and self._base_copy is not None:
+            raise RuntimeError("release_base_copy: unmerge_lora first, or the exact base weights are lost")
+        self._base_copy = None
+
+    @contextlib.contextmanager
+    def merged_lora(self, keep_base: bool = True) -> Iterator[None]:
+        """Context in which the LoRA is merged; on exit the base weights are restored (exactly with ``keep_base``)."""
+        self.merge_lora(keep_base)
+        try:
+            yield
+        finally:
+            self.unmerge_lora()
 
     # ---- parameter bookkeeping -------------------------------------------------------------------
 

@@ -17,6 +17,15 @@ The sampler is the reference's (ex4d-method.md section 5), built from diffusers 
   see ``mask_encoding``), the :class:`~ex4d.model.adapter.GeometryEncoder` once, its tokens added after the
   patch embedding in every forward.
 
+Speed levers (``GenerateSettings``; docs/performance.md has the measured table, tools/bench_generate.py
+``--levers`` measures it). Exact ones (outputs equal up to float reassociation): LoRA merge (``fuse_lora``
+once at build, or ``merge_lora_per_call`` with an exact restore after each call), the SDPA backend
+(``attention_backend``), regional ``torch.compile`` of the blocks (``compile_blocks``, ``compile_cache``),
+CFG as one batch-2 forward (``cfg_batch``), the three VAE encodes as one batch (``vae_batch``), text / CLIP /
+first-frame latents computed once per prompt or source frame (``cache_embeddings``), pinned-memory offload
+(``pin_memory``). Inexact, off by default: fp8 matmuls (``fp8_linears``), first-block cache
+(``first_block_cache``, diffusers' FBCache), CFG truncation in the last steps (``cfg_truncate_after``).
+
 Example::
 
     from ex4d.model.wan import WanLoader
@@ -30,7 +39,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +53,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from torch import Tensor
 
 from ex4d.masking.erosion import erode_masks
-from ex4d.model.adapter import DEFAULT_ADAPTER, EX4DTransformer, LoraSettings, build_ex4d_transformer, lora_modules
+from ex4d.model.adapter import DEFAULT_ADAPTER, EX4DTransformer, LoraSettings, build_ex4d_transformer
 from ex4d.model.wan import WanComponents
 from ex4d.pipelines.conditioning import (
     clip_pixels,
@@ -48,8 +62,16 @@ from ex4d.pipelines.conditioning import (
     geometry_inputs,
     validate_inputs,
 )
-from ex4d.pipelines.memory import ModelPlacement, efficient_attention, require_efficient_attention
+from ex4d.model.fp8 import FP8_MODES, convert_to_fp8, restore_from_fp8
+from ex4d.pipelines.memory import (
+    ATTENTION_BACKENDS,
+    ModelPlacement,
+    efficient_attention,
+    require_efficient_attention,
+)
 from ex4d.utils.errors import InputError
+
+log = logging.getLogger(__name__)
 
 EX4D_PROMPT = "4K ultra HD, surround motion, realistic tone, panoramic shot, wide-angle view, cinematic quality"
 WAN_NEGATIVE_PROMPT = (
@@ -63,7 +85,16 @@ _CHOICES = {
     "mask_encoding": ("reference", "fixed"),
     "first_frame_rounding": ("reference", "exact"),
     "clip_preprocess": ("reference", "processor"),
+    "attention_backend": ATTENTION_BACKENDS,
+    "fp8_linears": FP8_MODES,
 }
+
+# Settings that shape the built generator (weights, hooks, compiled code, placement); a per-call settings
+# object must agree with the generator's on these.
+BUILD_TIME_SETTINGS = (
+    "fuse_lora", "compile_blocks", "compile_cache", "attention_backend", "pin_memory", "fp8_linears",
+    "first_block_cache",
+)
 
 
 @dataclass
@@ -83,9 +114,31 @@ class GenerateSettings:
         first_frame_rounding: ``reference`` (bf16 + 8-bit truncation round trip, as the reference) or ``exact``.
         clip_preprocess: ``reference`` (bicubic squash to 224, no antialias) or ``processor`` (diffusers'
             CLIPImageProcessor: shortest-edge resize + centre crop).
-        fuse_lora: merge the LoRA into the DiT weights before sampling (faster; weights change in place, bf16
-            rounding of W + BA).
-        compile_blocks: regional ``torch.compile`` of the DiT blocks (CUDA only; first step compiles).
+        Speed levers (exact up to float reassociation unless marked; see docs/performance.md):
+        fuse_lora: merge the LoRA into the DiT weights once, when the generator is built (weights change in
+            place: bf16 rounding of W + BA; one matmul per linear instead of three).
+        merge_lora_per_call: merge the LoRA before each call's denoising loop and restore the exact base
+            weights after it (a CPU copy of the LoRA targets' base weights, 28 GB at 14B, taken once): for a
+            generator that shares its DiT with training, whose LoRA changes between calls.
+        attention_backend: SDPA kernels allowed: ``auto`` (cuDNN, then flash, then memory-efficient, as
+            priorities) or ``cudnn`` / ``flash`` / ``efficient`` alone; the one used is checked at the first call.
+        compile_blocks: regional ``torch.compile`` of the DiT blocks (CUDA only; the first call of each batch size
+            and resolution compiles; ``fullgraph`` unless hooks (first-block cache, low_vram offloading) need
+            graph breaks).
+        compile_cache: file of ``torch.compiler`` cache artefacts (mega-cache): loaded when the generator is
+            built if it exists, written after the first call, so a new process skips most of the compile.
+        cfg_batch: run both CFG branches as one batch-2 DiT forward (also halves the weight traffic in
+            low_vram).
+        vae_batch: VAE-encode the masked colour video, the mask video and the first-frame video in one batch.
+        cache_embeddings: keep text embeddings (per prompt pair), CLIP tokens and the first-frame latent (per
+            source frame) across calls: many camera paths of one source video encode them once.
+        pin_memory: ``offload`` / ``low_vram``: keep offloaded models in pinned CPU memory (fast DMA moves).
+        fp8_linears: INEXACT, opt-in: ``rowwise`` / ``tensorwise`` fp8 e4m3 matmuls for the DiT block linears
+            (Hopper; :mod:`ex4d.model.fp8`); ``off``.
+        first_block_cache: INEXACT, opt-in: diffusers' first-block cache threshold (skip blocks 1..39 and reuse
+            their last residual while block 0's residual changes by less than this relative L1); 0 = off.
+        cfg_truncate_after: INEXACT below 1: fraction of the steps that use CFG; later steps run the prompt
+            branch only (1 = CFG on every step, the reference).
         progress: tqdm bar over the steps.
     """
 
@@ -102,10 +155,22 @@ class GenerateSettings:
     first_frame_rounding: str = "reference"
     clip_preprocess: str = "reference"
     fuse_lora: bool = False
+    merge_lora_per_call: bool = False
+    attention_backend: str = "auto"
     compile_blocks: bool = False
+    compile_cache: str | None = None
+    cfg_batch: bool = False
+    vae_batch: bool = False
+    cache_embeddings: bool = True
+    pin_memory: bool = True
+    fp8_linears: str = "off"
+    first_block_cache: float = 0.0
+    cfg_truncate_after: float = 1.0
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.fp8_linears is False or self.fp8_linears is None:  # YAML 1.1 reads a bare `off` as false
+            self.fp8_linears = "off"
         if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or self.num_steps < 1:
             raise InputError(f"generate.num_steps: expected an integer >= 1, got {self.num_steps!r}")
         if not self.guidance_scale >= 1.0:
@@ -121,6 +186,29 @@ class GenerateSettings:
                 raise InputError(f"generate.{key}: expected one of {allowed}, got {getattr(self, key)!r}")
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise InputError("generate.prompt / negative_prompt: expected strings")
+        if not (isinstance(self.first_block_cache, (int, float)) and 0.0 <= self.first_block_cache < 1.0):
+            raise InputError(
+                f"generate.first_block_cache: expected a threshold in [0, 1) (0 = off), got {self.first_block_cache!r}"
+            )
+        if not (isinstance(self.cfg_truncate_after, (int, float)) and 0.0 <= self.cfg_truncate_after <= 1.0):
+            raise InputError(
+                f"generate.cfg_truncate_after: expected a fraction in [0, 1], got {self.cfg_truncate_after!r}"
+            )
+        if self.fuse_lora and self.merge_lora_per_call:
+            raise InputError(
+                "generate.fuse_lora and generate.merge_lora_per_call: choose one (merge once, or per call)"
+            )
+        if self.merge_lora_per_call and self.fp8_linears != "off":
+            raise InputError(
+                "generate.merge_lora_per_call cannot merge into fp8 weights: use fuse_lora (the merged weights are "
+                "then quantised) or fp8_linears=off"
+            )
+
+    def cfg_steps(self) -> int:
+        """How many of the first steps use CFG (all when ``cfg_truncate_after`` is 1; 0 without CFG)."""
+        if self.guidance_scale <= 1.0:
+            return 0
+        return min(self.num_steps, math.ceil(self.cfg_truncate_after * self.num_steps - 1e-9))
 
 
 class EX4DGenerator:
@@ -133,6 +221,9 @@ class EX4DGenerator:
         settings: sampler settings (defaults = the reference).
         device: execution device (default: CUDA when available).
         memory_mode: ``gpu`` | ``offload`` | ``low_vram`` (see :mod:`ex4d.pipelines.memory`).
+        reversible: keep what :meth:`close` needs to undo the build-time levers exactly (the base weights of
+            the LoRA targets when fusing, the bf16 linears when converting to fp8). For benchmarks and tests
+            that build several generators on one DiT; costs the memory the levers would have freed.
     """
 
     def __init__(
@@ -143,6 +234,7 @@ class EX4DGenerator:
         *,
         device: str | torch.device | None = None,
         memory_mode: str = "gpu",
+        reversible: bool = False,
     ) -> None:
         from diffusers import WanImageToVideoPipeline
 
@@ -150,7 +242,7 @@ class EX4DGenerator:
             raise InputError("EX4DGenerator: model.transformer must be components.transformer")
         self.components = components
         self.model = model.eval()
-        self.settings = settings or GenerateSettings()
+        self.settings = s = settings or GenerateSettings()
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu"
         )
@@ -160,19 +252,78 @@ class EX4DGenerator:
             tokenizer=components.tokenizer,
             text_encoder=components.text_encoder,
             vae=components.vae,
-            scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=self.settings.shift),
+            scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=s.shift),
             image_processor=components.image_processor,
             image_encoder=components.image_encoder,
             transformer=components.transformer,
         )
-        if self.settings.fuse_lora:
-            for m in lora_modules(components.transformer, model.adapter_name).values():
-                m.merge(adapter_names=[model.adapter_name])
-        self.placement = ModelPlacement(memory_mode, self.device, components.modules(), resident=[model.encoder])
-        if self.settings.compile_blocks and self.device.type == "cuda":
-            components.transformer.compile_repeated_blocks(fullgraph=True)
+        tr = components.transformer
+        self.reversible = reversible
+        # Build-time levers, in this order: merge (so fp8 quantises W + BA), fp8, cache hooks, placement
+        # (moves / pins the final weights), compile (traces the final modules on their device).
+        self._own_base_copy = model._base_copy is None  # close() keeps a copy that was there before
+        self._merged_here = bool(s.fuse_lora) and not model.lora_merged  # another generator may have merged it
+        if self._merged_here:
+            model.merge_lora(keep_base=reversible)
+        self._fp8_originals = convert_to_fp8(tr, s.fp8_linears) if s.fp8_linears != "off" else {}
+        if not reversible:
+            self._fp8_originals = {}  # drop the bf16 linears: the fp8 weights alone are half their size
+        self._fbc = s.first_block_cache > 0
+        if self._fbc:
+            from diffusers.hooks import FirstBlockCacheConfig
+
+            tr.enable_cache(FirstBlockCacheConfig(threshold=float(s.first_block_cache)))
+        self.placement = ModelPlacement(
+            memory_mode, self.device, components.modules(), resident=[model.encoder], pin_memory=s.pin_memory
+        )
+        self._compiled = False
+        if s.compile_blocks and self.device.type == "cuda":
+            if s.compile_cache and Path(s.compile_cache).is_file():
+                torch.compiler.load_cache_artifacts(Path(s.compile_cache).read_bytes())
+            # fullgraph where possible: a graph break inside a block would leave it half eager. diffusers'
+            # cache and group-offloading hooks break graphs by design (.item() decisions, stream syncs).
+            fullgraph = not (self._fbc or self.placement.group_offloaded)
+            # One code object serves all 40 blocks; each batch size (CFG batch, truncated steps), resolution
+            # and cache decision is one more guarded variant. dynamo's default limit (8) would silently fall
+            # back to eager after that.
+            cfg = torch._dynamo.config
+            name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+            setattr(cfg, name, max(getattr(cfg, name), 64))
+            # dynamic=False: static shapes per variant (13k-33k tokens), the kernels inductor tunes best.
+            tr.compile_repeated_blocks(fullgraph=fullgraph, dynamic=False)
+            self._compiled = True
+        self._cache_saved = False
         self._attention_checked = False
+        self.attention_backend_used: str | None = None  # SDPA kernel seen at the first call
+        self._cache: OrderedDict[tuple, object] = OrderedDict()  # cache_embeddings: key -> tensors
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last call (GPU-synchronised)
+        self.last_stats: dict[str, int] = {}  # DiT calls and batch items of the last call
+        self.last_latents: Tensor | None = None  # (1, 16, T', h, w) fp32 final latents of the last call
+
+    def close(self) -> None:
+        """Undo the build-time levers on the shared DiT (cache hooks, compiled blocks, fp8 and fused LoRA when
+        built ``reversible``), so another generator can be built on the same components."""
+        tr = self.components.transformer
+        if self._fbc:
+            tr.disable_cache()
+            self._fbc = False
+        if self._compiled:
+            for m in tr.modules():
+                if m.__class__.__name__ in (tr._repeated_blocks or ()):
+                    m._compiled_call_impl = None
+            self._compiled = False
+        if self._fp8_originals:
+            restore_from_fp8(tr, self._fp8_originals)
+            self._fp8_originals = {}
+        if self._merged_here and self.model.lora_merged:
+            self.model.unmerge_lora()
+            if self._own_base_copy:
+                self.model.release_base_copy()
+            self._merged_here = False
+
+    def clear_cache(self) -> None:
+        """Forget the cached text embeddings, CLIP tokens and first-frame latents."""
+        self._cache.clear()
 
     # ---- stages ----------------------------------------------------------------------------------
 
@@ -218,15 +369,19 @@ class EX4DGenerator:
                 tokens = out.hidden_states[-2]
         return tokens.to(self.device, self.dit_dtype)
 
+    def _normalise_latents(self, lat: Tensor) -> Tensor:
+        vae = self.components.vae
+        mean = torch.tensor(vae.config.latents_mean, device=lat.device).view(1, -1, 1, 1, 1)
+        inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=lat.device).view(1, -1, 1, 1, 1)
+        return (lat.float() - mean) * inv_std
+
     def _vae_encode(self, video: Tensor) -> Tensor:
-        """(1, 3, T, H, W) in [-1, 1] -> normalised latent mode (1, 16, T', h, w) fp32 on the device."""
+        """(B, 3, T, H, W) in [-1, 1] -> normalised latent mode (B, 16, T', h, w) fp32 on the device."""
         from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 
         vae = self.components.vae
-        lat = retrieve_latents(vae.encode(video.to(self.device, vae.dtype)), sample_mode="argmax").float()
-        mean = torch.tensor(vae.config.latents_mean, device=lat.device).view(1, -1, 1, 1, 1)
-        inv_std = 1.0 / torch.tensor(vae.config.latents_std, device=lat.device).view(1, -1, 1, 1, 1)
-        return (lat - mean) * inv_std
+        lat = retrieve_latents(vae.encode(video.to(self.device, vae.dtype)), sample_mode="argmax")
+        return self._normalise_latents(lat)
 
     def _vae_decode(self, latents: Tensor) -> Tensor:
         vae = self.components.vae
@@ -235,13 +390,96 @@ class EX4DGenerator:
         z = (latents.float() * std + mean).to(vae.dtype)
         return vae.decode(z, return_dict=False)[0]
 
+    def first_frame_video(self, image: Tensor, num_frames: int) -> Tensor:
+        """The I2V conditioning video as diffusers' ``prepare_latents`` builds it: frame 0 = ``image``
+        (1, 3, H, W) in [-1, 1], frames 1..T-1 zero; (1, 3, T, H, W) in the VAE dtype."""
+        image = image.to(self.device, self.components.vae.dtype).unsqueeze(2)
+        zeros = image.new_zeros(image.shape[0], image.shape[1], num_frames - 1, *image.shape[-2:])
+        return torch.cat([image, zeros], dim=2)
+
+    def first_frame_condition(self, latent: Tensor, num_frames: int) -> Tensor:
+        """Normalised first-frame latent (1, 16, T', h, w) fp32 -> the 20-channel I2V condition (1, 4 + 16, T',
+        h, w): diffusers' ``prepare_latents`` frame mask (1 on the first frame, 4 mask channels per latent frame
+        for the VAE's 4x time compression) then the latent, as it concatenates them."""
+        vt = self.helper.vae_scale_factor_temporal
+        _, _, _, h, w = latent.shape
+        mask = torch.ones(1, 1, num_frames, h, w)
+        mask[:, :, 1:] = 0
+        first = torch.repeat_interleave(mask[:, :, 0:1], dim=2, repeats=vt)
+        mask = torch.concat([first, mask[:, :, 1:]], dim=2)
+        mask = mask.view(1, -1, vt, h, w).transpose(1, 2).to(latent.device)
+        return torch.concat([mask, latent], dim=1)
+
+    def encode_conditions(
+        self, image: Tensor, x_c: Tensor, x_m: Tensor, *, batch: bool = False, first_latent: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """VAE-encode the geometry videos and the first-frame video.
+
+        Args:
+            image: (1, 3, H, W) fp32 in [-1, 1], the I2V conditioning frame.
+            x_c, x_m: (1, 3, T, H, W) geometry VAE inputs (:func:`~ex4d.pipelines.conditioning.geometry_inputs`).
+            batch: encode them as one VAE batch (the ``vae_batch`` lever) instead of one call each.
+            first_latent: a cached normalised first-frame latent; skips that encode.
+
+        Returns:
+            first-frame latent (1, 16, T', h, w), z_c, z_m (same shape), all normalised fp32 on the device.
+        """
+        T = x_c.shape[2]
+        videos = [x_c, x_m] + ([self.first_frame_video(image, T)] if first_latent is None else [])
+        if batch:
+            dtype = self.components.vae.dtype
+            z = self._vae_encode(torch.cat([v.to(self.device, dtype) for v in videos]))
+            zs = list(z.split(1))
+        else:
+            zs = [self._vae_encode(v) for v in videos]
+        return (zs[2] if first_latent is None else first_latent), zs[0], zs[1]
+
+    def _cached(self, use: bool, key: tuple, compute):
+        """``compute()`` once per key while ``use`` (a small LRU of tensors on the device)."""
+        if not use:
+            return compute()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = compute()
+        self._cache[key] = value
+        while len(self._cache) > 16:
+            self._cache.popitem(last=False)
+        return value
+
     def _check_attention(self) -> None:
         if self._attention_checked:
             return
         tr = self.components.transformer
         heads = tr.config.num_attention_heads
-        require_efficient_attention(self.device, self.dit_dtype, heads, tr.config.attention_head_dim)
+        self.attention_backend_used = require_efficient_attention(
+            self.device, self.dit_dtype, heads, tr.config.attention_head_dim, self.settings.attention_backend
+        )
+        log.info("SDPA backend in use (%s): %s", self.settings.attention_backend, self.attention_backend_used)
         self._attention_checked = True
+
+    def _cache_context(self, name: str):
+        """diffusers' cache context for the first-block cache (one state per CFG branch); a no-op without it."""
+        return self.components.transformer.cache_context(name) if self._fbc else contextlib.nullcontext()
+
+    def _fbc_reused(self) -> int:
+        """Inside a cache context, after a DiT call: 1 when the first-block cache skipped blocks 1.. (it reused
+        their cached residual), else 0."""
+        if not self._fbc:
+            return 0
+        hook = self.components.transformer.blocks[0]._diffusers_hook.get_hook("fbc_leader_block_hook")
+        return int(hook is not None and not hook.state_manager.get_state().should_compute)
+
+    def _save_compile_cache(self) -> None:
+        path = self.settings.compile_cache
+        if not (self._compiled and path) or self._cache_saved:
+            return
+        artifacts = torch.compiler.save_cache_artifacts()
+        if artifacts is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(artifacts[0])
+            log.info("torch.compile cache artefacts written to %s", path)
+        self._cache_saved = True
 
     # ---- the call --------------------------------------------------------------------------------
 
@@ -268,15 +506,18 @@ class EX4DGenerator:
             first_frame: (H, W, 3) uint8 source frame 0 for the I2V conditioning (None: ``colour[0]``).
             prompt, negative_prompt, seed: override the settings for this call.
             prompt_embeds, negative_prompt_embeds: (1, 512, text_dim) precomputed text embeddings (skip UMT5).
-            settings: sampler settings for this call (``fuse_lora`` / ``compile_blocks`` are fixed at build time).
+            settings: sampler settings for this call (those in ``BUILD_TIME_SETTINGS`` are fixed at build time).
             return_latents: return the final latents (1, 16, T', h, w) fp32 instead of decoding.
 
         Returns:
             (T, H, W, 3) uint8 frames on the CPU. H, W, T as the input (multiples of 16, 4k + 1).
         """
         s = settings or self.settings
-        if (s.fuse_lora, s.compile_blocks) != (self.settings.fuse_lora, self.settings.compile_blocks):
-            raise InputError("fuse_lora / compile_blocks are fixed when the generator is built")
+        changed = [k for k in BUILD_TIME_SETTINGS if getattr(s, k) != getattr(self.settings, k)]
+        if changed:
+            raise InputError(f"{', '.join(changed)}: fixed when the generator is built (build another generator)")
+        if s.merge_lora_per_call and self.settings.fuse_lora:
+            raise InputError("merge_lora_per_call: this generator fused the LoRA at build time already")
         colour_t, mask_t, first = validate_inputs(colour, mask, first_frame)
         T, H, W = mask_t.shape
         seed = s.seed if seed is None else int(seed)
@@ -291,10 +532,10 @@ class EX4DGenerator:
 
         # 2. text
         if prompt_embeds is None:
-            pos, neg = self.encode_prompts(
-                prompt if prompt is not None else s.prompt,
-                negative_prompt if negative_prompt is not None else s.negative_prompt,
-                cfg,
+            p_text = prompt if prompt is not None else s.prompt
+            n_text = negative_prompt if negative_prompt is not None else s.negative_prompt
+            pos, neg = self._cached(
+                s.cache_embeddings, ("text", p_text, n_text, cfg), lambda: self.encode_prompts(p_text, n_text, cfg)
             )
         else:
             pos, neg = prompt_embeds, negative_prompt_embeds
@@ -304,9 +545,13 @@ class EX4DGenerator:
         neg = neg.to(self.device, self.dit_dtype) if cfg else None
         clock.lap("text_encode")
 
-        # 3. first-frame image: CLIP tokens and (below) the first-frame latent
+        # 3. first-frame image: CLIP tokens and (below) the first-frame latent, cached per source frame
+        frame_id = (tuple(first.shape), hashlib.blake2b(first.numpy().tobytes(), digest_size=16).hexdigest())
         image = first_frame_image(first, s.first_frame_rounding)
-        clip_tokens = self.encode_image(image, s.clip_preprocess)
+        clip_tokens = self._cached(
+            s.cache_embeddings, ("clip", frame_id, s.first_frame_rounding, s.clip_preprocess),
+            lambda: self.encode_image(image, s.clip_preprocess),
+        )
         clock.lap("image_encode")
 
         # 4. noise as the reference draws it: fp32 on the CPU from a seeded generator
@@ -314,14 +559,18 @@ class EX4DGenerator:
         vs = self.helper.vae_scale_factor_spatial
         shape = (1, self.components.vae.config.z_dim, (T - 1) // vt + 1, H // vs, W // vs)
         noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+        latents = noise.to(self.device)
 
+        first_key = ("first_latent", frame_id, s.first_frame_rounding, T, s.vae_batch)  # batching reassociates
+        cached_first = self._cache.get(first_key) if s.cache_embeddings else None
         with self.placement.stage("vae"):
-            latents, condition = self.helper.prepare_latents(
-                image.to(self.device), 1, shape[1], H, W, T, torch.float32, self.device, None, noise
-            )
             x_c, x_m = geometry_inputs(colour_t, eroded, self.components.vae.dtype, s.mask_encoding)
-            z_c = self._vae_encode(x_c)
-            z_m = self._vae_encode(x_m)
+            first_latent, z_c, z_m = self.encode_conditions(
+                image, x_c, x_m, batch=s.vae_batch, first_latent=cached_first
+            )
+        if s.cache_embeddings:
+            self._cached(True, first_key, lambda: first_latent)
+        condition = self.first_frame_condition(first_latent, T).to(self.device, self.dit_dtype)
         geometry = self.model.encoder(z_c, z_m)  # once; reused by every forward of both CFG branches
         clock.lap("vae_encode")
 
@@ -331,20 +580,49 @@ class EX4DGenerator:
         scheduler.set_timesteps(
             sigmas=torch.linspace(1.0, 0.0, s.num_steps + 1, dtype=torch.float32)[:-1].numpy(), device=self.device
         )
-        latents = latents.float()
-        condition = condition.to(self.device, self.dit_dtype)
+        cfg_steps = s.cfg_steps()
+        if cfg and s.cfg_batch:  # branch order in the batch: [prompt, negative prompt]
+            text_2 = torch.cat([pos, neg])
+            clip_2 = torch.cat([clip_tokens, clip_tokens])
+        if self._fbc:
+            self.components.transformer._reset_stateful_cache()  # no residuals carried over from another video
+        calls = items = reused = 0
         from tqdm.auto import tqdm
 
-        with self.placement.stage("transformer"), efficient_attention(self.device):
-            for t in tqdm(scheduler.timesteps, desc="denoise", disable=not s.progress, leave=False):
+        merge = self.model.merged_lora(keep_base=True) if s.merge_lora_per_call else contextlib.nullcontext()
+        # merge inside the stage: in offload modes the weights are merged where they run and restored before
+        # the stage moves them back
+        with self.placement.stage("transformer"), efficient_attention(self.device, s.attention_backend), merge:
+            for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoise", disable=not s.progress, leave=False)):
                 x = torch.cat([latents.to(self.dit_dtype), condition], dim=1)
-                ts = t.expand(1).to(self.device)
-                pred = self.model(x, ts, pos, clip_tokens, geometry=geometry).float()
-                if cfg:
-                    pred_neg = self.model(x, ts, neg, clip_tokens, geometry=geometry).float()
+                use_cfg = i < cfg_steps
+                if use_cfg and s.cfg_batch:
+                    with self._cache_context("cfg"):
+                        out = self.model(torch.cat([x, x]), t.expand(2).to(self.device), text_2, clip_2,
+                                         geometry=geometry).float()
+                        reused += self._fbc_reused()
+                    pred, pred_neg = out.chunk(2)
+                    calls, items = calls + 1, items + 2
+                else:
+                    ts = t.expand(1).to(self.device)
+                    with self._cache_context("cond"):
+                        pred = self.model(x, ts, pos, clip_tokens, geometry=geometry).float()
+                        reused += self._fbc_reused()
+                    calls, items = calls + 1, items + 1
+                    if use_cfg:
+                        with self._cache_context("uncond"):
+                            pred_neg = self.model(x, ts, neg, clip_tokens, geometry=geometry).float()
+                            reused += self._fbc_reused()
+                        calls, items = calls + 1, items + 1
+                if use_cfg:
                     pred = pred_neg + s.guidance_scale * (pred - pred_neg)
                 latents = scheduler.step(pred, t, latents, return_dict=False)[0]
         clock.lap("denoise")
+        self.last_stats = {"dit_calls": calls, "dit_batch_items": items, "cfg_steps": cfg_steps}
+        if self._fbc:
+            self.last_stats["fbc_reused"] = reused  # calls that ran block 0 only
+        self.last_latents = latents
+        self._save_compile_cache()
         if return_latents:
             self.last_timings = clock.laps
             return latents.cpu()
@@ -469,6 +747,7 @@ def missing_weights(model, checkpoint: str | Path | None) -> list[str]:
 
 
 __all__ = [
+    "BUILD_TIME_SETTINGS",
     "DOWNLOAD_HINT",
     "DEFAULT_ADAPTER",
     "EX4D_PROMPT",

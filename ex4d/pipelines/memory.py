@@ -8,10 +8,18 @@ Memory modes (model config key ``memory_mode``):
 * ``low_vram``: ``offload`` plus diffusers group offloading of the DiT, one block at a time with a CUDA
   stream prefetching the next block from pinned CPU memory: fits a 24 GB card at 512x512x49.
 
+``offload`` with ``pin_memory`` (the default) keeps each offloaded model's weights in page-locked CPU memory,
+pinned once when the placement is built: moving a model to the device is then an asynchronous DMA copy at
+full PCIe speed instead of a staged copy from pageable memory, and moving it back costs nothing, because the
+frozen weights are not copied back but re-pointed at their pinned CPU copies (the same trick diffusers'
+group offloading uses; trainable parameters, which may have changed on the device, are copied back).
+
 Attention: the DiT attends over 13k-33k tokens. PyTorch's math SDPA fallback would materialise the full
 attention matrix (tens to hundreds of GB), so on CUDA the DiT runs inside ``sdpa_kernel`` restricted to
-cuDNN / flash / memory-efficient kernels, and :func:`require_efficient_attention` refuses to start when
-none of them runs on this GPU, dtype and head size.
+cuDNN / flash / memory-efficient kernels (``attention_backend``: ``auto`` tries them in that order, as
+priorities, or one of them alone), and :func:`require_efficient_attention` refuses to start when none of
+them runs on this GPU, dtype and head size. It returns the backend SDPA actually dispatched to, read from
+the aten ops it dispatched (:func:`sdpa_backends_used`), not inferred from the flags.
 """
 
 from __future__ import annotations
@@ -26,36 +34,106 @@ from ex4d.model.wan import MEMORY_MODES
 from ex4d.utils.errors import InputError
 
 
-def _efficient_backends():
+ATTENTION_BACKENDS = ("auto", "cudnn", "flash", "efficient")
+
+# The aten op each SDPA backend dispatches to (what a dispatch mode sees), -> our name.
+SDPA_OPS = {
+    "_scaled_dot_product_cudnn_attention": "cudnn",
+    "_scaled_dot_product_flash_attention": "flash",
+    "_scaled_dot_product_efficient_attention": "efficient",
+    "_scaled_dot_product_flash_attention_for_cpu": "cpu_flash",
+    "_scaled_dot_product_attention_math": "math",
+    "_scaled_dot_product_fused_attention_overrideable": "overrideable",
+}
+
+
+def _backend_list(backend: str):
     from torch.nn.attention import SDPBackend
 
-    return [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    table = {
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }
+    if backend == "auto":
+        # cuDNN first: on H100 with torch 2.11 it is about 20% faster than flash at our sizes
+        # (../shared/docs/gpu.md: 1.017 s vs 1.210 s per 512x512x49 forward).
+        return [table["cudnn"], table["flash"], table["efficient"]]
+    if backend not in table:
+        raise InputError(f"attention_backend: expected one of {ATTENTION_BACKENDS}, got {backend!r}")
+    return [table[backend]]
 
 
-def efficient_attention(device: torch.device) -> contextlib.AbstractContextManager:
-    """Context in which SDPA may only use memory-efficient kernels (a no-op off CUDA)."""
-    if device.type != "cuda":
+def efficient_attention(device: torch.device, backend: str = "auto") -> contextlib.AbstractContextManager:
+    """Context in which SDPA may only use memory-efficient kernels (a no-op off CUDA).
+
+    ``backend``: ``auto`` enables cuDNN, flash and memory-efficient attention with that priority order
+    (``set_priority``, respected by ``torch.compile`` too); ``cudnn`` / ``flash`` / ``efficient`` enable only
+    that one (SDPA then raises if it cannot run, instead of silently falling back).
+    """
+    backends = _backend_list(backend)  # validates off CUDA too
+    if torch.device(device).type != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import sdpa_kernel
 
-    return sdpa_kernel(_efficient_backends())
+    return sdpa_kernel(backends, set_priority=True)
 
 
-def require_efficient_attention(device: torch.device, dtype: torch.dtype, num_heads: int, head_dim: int) -> None:
-    """Raise RuntimeError when no memory-efficient SDPA kernel runs on ``device`` for this dtype and head size."""
-    if device.type != "cuda":
-        return
+def sdpa_backends_used(fn) -> dict[str, int]:
+    """Run ``fn()`` and count the SDPA kernels it dispatched to, by backend name (``cudnn``, ``flash``,
+    ``efficient``, ``math``, ``cpu_flash``), as a ``TorchDispatchMode`` sees the aten ops after SDPA chose its
+    kernel. Eager mode only: a compiled graph calls its kernels without passing through the dispatcher mode."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts: dict[str, int] = {}
+
+    class _Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = SDPA_OPS.get(func.overloadpacket.__name__)
+            if name is not None:
+                counts[name] = counts.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with _Spy():
+        fn()
+    return counts
+
+
+def require_efficient_attention(
+    device: torch.device, dtype: torch.dtype, num_heads: int, head_dim: int, backend: str = "auto"
+) -> str:
+    """Check that a memory-efficient SDPA kernel runs on ``device`` for this dtype and head size.
+
+    Returns:
+        the backend SDPA actually dispatched to inside :func:`efficient_attention` (``cudnn``, ``flash`` or
+        ``efficient``; off CUDA whatever the CPU used, e.g. ``cpu_flash``).
+
+    Raises:
+        RuntimeError when none of the allowed kernels runs (or only the math fallback would).
+    """
+    device = torch.device(device)
     q = torch.zeros(1, num_heads, 128, head_dim, device=device, dtype=dtype)
-    try:
-        with efficient_attention(device):
+
+    def probe():
+        with efficient_attention(device, backend):
             torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    try:
+        probe()
     except RuntimeError as e:
         raise RuntimeError(
-            f"No memory-efficient attention kernel (cuDNN / flash / mem-efficient SDPA) runs on "
-            f"{torch.cuda.get_device_name(device)} for {dtype} with head dim {head_dim}; refusing to fall back "
-            f"to the math kernel, which would allocate the full attention matrix. Use a GPU with sm80+ and "
-            f"bf16/fp16 weights. ({e})"
+            f"No memory-efficient attention kernel ({backend}: cuDNN / flash / mem-efficient SDPA) runs on "
+            f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else device} for {dtype} with head "
+            f"dim {head_dim}; refusing to fall back to the math kernel, which would allocate the full attention "
+            f"matrix. Use a GPU with sm80+ and bf16/fp16 weights. ({e})"
         ) from e
+    used = sdpa_backends_used(probe)
+    name = next(iter(used), "unknown")
+    if device.type == "cuda" and name not in ("cudnn", "flash", "efficient", "unknown"):
+        raise RuntimeError(
+            f"SDPA dispatched to {name!r} inside efficient_attention({backend!r}); expected a fused kernel"
+        )
+    return name
 
 
 class ModelPlacement:
@@ -66,25 +144,46 @@ class ModelPlacement:
         device: execution device.
         models: name -> module (``transformer``, ``text_encoder``, ``image_encoder``, ``vae``).
         resident: small modules that always stay on the device (the geometry encoder).
+        pin_memory: ``offload`` / ``low_vram`` on CUDA: keep the offloaded models in pinned CPU memory (pinned
+            once here) and move them by re-pointing (see the module docstring). The frozen weights must not
+            be changed in place while a stage holds them on the device (the generator restores a per-call LoRA
+            merge before the stage ends); trainable parameters are copied back.
     """
 
-    def __init__(self, mode: str, device: torch.device, models: dict[str, nn.Module], resident: list[nn.Module]) -> None:
+    def __init__(
+        self,
+        mode: str,
+        device: torch.device,
+        models: dict[str, nn.Module],
+        resident: list[nn.Module],
+        pin_memory: bool = True,
+    ) -> None:
         if mode not in MEMORY_MODES:
             raise InputError(f"memory_mode: expected one of {MEMORY_MODES}, got {mode!r}")
         self.mode = mode
         self.device = torch.device(device)
         self.models = models
         self.group_offloaded: set[str] = set()
+        # name -> [(param or buffer, its pinned CPU tensor)], for pinned offloading
+        self._host: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self.pinned = bool(pin_memory) and self.device.type == "cuda" and mode != "gpu"
         for m in resident:
             m.to(self.device)
         if mode == "gpu":
             for m in models.values():
                 m.to(self.device)
             return
-        for m in models.values():
-            m.to("cpu")
+        for name, m in models.items():
+            if self.pinned:
+                pairs = _pin_module(m)  # straight into page-locked memory: no pageable copy in between
+                if not (mode == "low_vram" and name == "transformer"):
+                    self._host[name] = pairs
+            else:
+                m.to("cpu")
         if mode == "low_vram" and "transformer" in models:
             use_stream = self.device.type == "cuda"
+            # diffusers keeps pinned CPU copies of the DiT (use_stream); pin_memory() returns an already
+            # pinned tensor as is, so with pin_memory nothing is copied twice.
             models["transformer"].enable_group_offload(
                 onload_device=self.device,
                 offload_device=torch.device("cpu"),
@@ -102,12 +201,37 @@ class ModelPlacement:
         if self.mode != "gpu":
             for n in names:
                 if n in self.models and n not in self.group_offloaded:
-                    self.models[n].to(self.device)
+                    if n in self._host:
+                        for t, host in self._host[n]:
+                            t.data = host.to(self.device, non_blocking=True)  # DMA from pinned memory
+                    else:
+                        self.models[n].to(self.device)
                     moved.append(n)
         try:
             yield
         finally:
             for n in moved:
-                self.models[n].to("cpu")
+                if n in self._host:
+                    for t, host in self._host[n]:
+                        if t.requires_grad:  # trainable: may have been updated on the device
+                            host.copy_(t.data)
+                        t.data = host  # frozen: the pinned copy is still exact, nothing to copy back
+                else:
+                    self.models[n].to("cpu")
             if moved and self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def _pin_module(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Move every parameter and buffer of ``module`` into page-locked CPU memory, in place (from the GPU by
+    one DMA copy into a pinned buffer; CPU tensors are pinned, already pinned ones kept)."""
+    out = []
+    for t in [*module.parameters(), *module.buffers()]:
+        if t.device.type == "cpu":
+            t.data = t.data.pin_memory()
+        else:
+            host = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=True)
+            host.copy_(t.data)
+            t.data = host
+        out.append((t, t.data))
+    return out

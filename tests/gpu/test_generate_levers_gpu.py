@@ -1,0 +1,64 @@
+"""The generator's speed levers on CUDA (tiny random model): the parts a CPU cannot check (fp8 matmuls through
+torch._scaled_mm, which SDPA kernel runs, pinned host memory, the LoRA base copy in pinned memory)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+if not torch.cuda.is_available():
+    pytest.skip("needs CUDA", allow_module_level=True)
+pytest.importorskip("diffusers")
+
+from ex4d.model.fp8 import Float8Linear  # noqa: E402
+from ex4d.pipelines.generate import EX4DGenerator  # noqa: E402
+from ex4d.pipelines.memory import require_efficient_attention  # noqa: E402
+from tests.unit.test_generate_levers import _base_weights, _dit, _dit_inputs, _model, fast  # noqa: E402
+
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("granularity", ["rowwise", "tensorwise"])
+def test_fp8_linear_on_cuda(granularity):
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 matmuls need sm89+ (Ada / Hopper)")
+    lin = torch.nn.Linear(256, 512).to(CUDA, torch.bfloat16)
+    x = torch.randn(3, 77, 256, device=CUDA, dtype=torch.bfloat16)
+    y, ref = Float8Linear(lin, granularity)(x), lin(x)
+    assert y.shape == ref.shape and y.dtype == torch.bfloat16
+    assert (y.float() - ref.float()).norm() / ref.float().norm() < 0.06
+
+
+def test_attention_backend_is_a_fused_kernel_and_forcing_one_is_honoured():
+    auto = require_efficient_attention(CUDA, torch.bfloat16, 40, 128, "auto")
+    assert auto in ("cudnn", "flash", "efficient")
+    assert require_efficient_attention(CUDA, torch.bfloat16, 40, 128, "flash") == "flash"
+
+
+@torch.no_grad()
+def test_merge_unmerge_exact_on_cuda_with_a_pinned_copy():
+    m = _dit(torch.bfloat16)
+    m.to(CUDA)
+    x, t, text, img, geo = (v.to(CUDA) for v in _dit_inputs(dtype=torch.bfloat16))
+    before, out = _base_weights(m), m(x, t, text, img, geometry=geo)
+    with m.merged_lora():
+        assert all(h.is_pinned() for h in m._base_copy.values())
+    assert all(torch.equal(before[n], w) for n, w in _base_weights(m).items())
+    assert torch.equal(m(x, t, text, img, geometry=geo), out)
+
+
+def test_pinned_offload_gives_the_gpu_result_and_keeps_weights_pinned():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    mask = rng.random((5, 16, 16)) > 0.3
+    c, m = _model()
+    ref = EX4DGenerator(c, m, fast(), device=CUDA, memory_mode="gpu")(colour, mask, return_latents=True)
+    c, m = _model()
+    gen = EX4DGenerator(c, m, fast(pin_memory=True), device=CUDA, memory_mode="offload")
+    assert gen.placement.pinned and all(p.is_pinned() for p in c.transformer.parameters())
+    out = gen(colour, mask, return_latents=True)
+    assert all(p.is_pinned() for p in c.transformer.parameters())  # back on their pinned copies
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
