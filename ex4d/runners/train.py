@@ -1,0 +1,180 @@
+"""``python train.py``: train the EX-4D adapter on prepared shards (Lightning; strategy, logger, callbacks
+from the config).
+
+Run directory: Hydra's (``outputs/train/<run name>``, one per multirun job), or ``output_dir`` when set.
+Every rank resolves the same one: Lightning's DDP launcher passes rank 0's directory to its children;
+with torchrun / SLURM set ``EX4D_RUN_ID`` once for all ranks (it names the directory). The run id (W&B
+id, ``run.json``) is derived from that directory, so it agrees across ranks, and ``ckpt_path=...`` of a
+checkpoint inside a run continues that run: same directory, run id and W&B run (``resume_in_place``).
+Only global rank 0 writes the config dump, ``run.json`` and ``summary.json`` (Hydra's own ``.hydra``
+folder is off: ``hydra.output_subdir: null`` in ``conf/train.yaml``).
+
+Layout of a run directory::
+
+    config.yaml  overrides.yaml  run.json  summary.json  train.log
+    checkpoints/{step_0001000.ckpt,last.ckpt}     full resumable state (adapter + optimizer + loop)
+    adapters/{step_0001000,last}.safetensors      adapter only: what inference loads
+    samples/step0001000_<clip>.mp4                validation videos: source | masked input | generated
+    csv/metrics.csv (csv/resume<n>/ after resumes)  or  wandb/   logs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
+from ex4d.runners.common import run_dir, save_resolved_config, write_json
+from ex4d.utils.errors import InputError
+
+log = logging.getLogger("ex4d.train")
+
+RUN_INFO = "run.json"
+
+
+def make_run_id(out: Path) -> str:
+    """``<dir name>-<8 hex of the absolute path>``: readable, unique per directory, equal on every rank."""
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", out.name)[:64]
+    return f"{slug}-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]}"
+
+
+def find_run_dir(ckpt_path: Path) -> Path | None:
+    """The run directory holding a checkpoint (the nearest parent with ``run.json``), or None."""
+    for parent in ckpt_path.resolve().parents:
+        if (parent / RUN_INFO).is_file():
+            return parent
+    return None
+
+
+def check_shape(data: DictConfig) -> None:
+    """Clip size constraints of the Wan VAE and DiT, checked before anything loads."""
+    T, H, W = int(data.num_frames), int(data.height), int(data.width)
+    if T % VAE_TIME_FACTOR != 1:
+        lo = (T - 1) // VAE_TIME_FACTOR * VAE_TIME_FACTOR + 1
+        raise InputError(f"data.num_frames={T}: the Wan VAE needs 4k + 1 frames; use {lo} or {lo + 4}")
+    if H % SIZE_MULTIPLE or W % SIZE_MULTIPLE:
+        raise InputError(f"data.height={H}, data.width={W}: both must be multiples of {SIZE_MULTIPLE}")
+
+
+def build_strategy(cfg: DictConfig):
+    """A strategy object from ``_target_``, or the name string (``strategy=auto``)."""
+    if cfg.get("_target_"):
+        return instantiate(cfg)
+    return str(cfg.get("name", "auto"))
+
+
+def build_logger(cfg: DictConfig | None, out: Path, run_id: str, name: str, resume_index: int = 0):
+    """The configured logger with the run's directory, id and name filled in where the config leaves null.
+
+    ``resume_index`` > 0 (the n-th in-place resume): CSV logs go to ``csv/resume<n>/`` (Lightning's CSV logger
+    would delete the run's earlier ``metrics.csv``); W&B continues the same run (same id, resume=allow).
+    """
+    if not cfg or not cfg.get("_target_"):
+        return False
+    target = str(cfg._target_)
+    if target.endswith("WandbLogger") and importlib.util.find_spec("wandb") is None:
+        log.warning("logger=wandb but wandb is not installed (pip install wandb==0.31.0): logging to CSV in %s/csv "
+                    "instead", out)
+        cfg = OmegaConf.create({"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": None, "name": "csv",
+                                "version": ""})
+        target = str(cfg._target_)
+    fill: dict = {"save_dir": str(out)}
+    if target.endswith("WandbLogger"):
+        fill.update(id=run_id, name=name)
+    kwargs = {k: v for k, v in fill.items() if k in cfg and cfg.get(k) is None}
+    if target.endswith("CSVLogger") and resume_index and not cfg.get("version"):
+        kwargs["version"] = f"resume{resume_index}"
+    return instantiate(cfg, **kwargs)
+
+
+def build_callbacks(cfg: DictConfig | None) -> list:
+    return [instantiate(c) for c in (cfg or {}).values() if c is not None and c.get("_target_")]
+
+
+def _write_rank0_files(cfg: DictConfig, out: Path, info: dict, resumed: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"config.resume{len(info['resumes'])}.yaml" if resumed else "config.yaml"
+    save_resolved_config(cfg, out / name)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+        (out / name.replace("config", "overrides")).write_text(OmegaConf.to_yaml(overrides))
+    except ValueError:  # composed without Hydra's runtime (tests)
+        pass
+    write_json(out / RUN_INFO, info)
+
+
+def run_train(cfg: DictConfig) -> dict:
+    """Build data, module, strategy, logger and callbacks from ``cfg`` and fit. Returns the summary dict
+    (also in ``summary.json``): run directory and id, steps, final metrics, adapter and checkpoint paths."""
+    t0 = time.perf_counter()
+    check_shape(cfg.data)
+    if cfg.trainer.get("use_distributed_sampler", False):
+        raise InputError("trainer.use_distributed_sampler must be false: the shard loader splits clips across ranks "
+                         "itself and replays them exactly on resume (ex4d/training/data.py)")
+    out = run_dir(cfg)
+    ckpt_path = Path(cfg.ckpt_path).expanduser() if cfg.get("ckpt_path") else None
+    if ckpt_path is not None and not ckpt_path.exists():
+        raise InputError(f"ckpt_path {ckpt_path} does not exist")
+    resumed = False
+    if ckpt_path is not None and cfg.get("resume_in_place", True):
+        original = find_run_dir(ckpt_path)
+        if original is not None and original != out.resolve():
+            log.info("resuming run %s in place (this invocation's directory %s holds only its log)", original, out)
+            out = original
+            cfg.output_dir = str(out)  # callbacks' ${output_dir}/... now point into the original run
+        resumed = original is not None
+    info_path = out / RUN_INFO
+    info = json.loads(info_path.read_text()) if resumed and info_path.is_file() else {
+        "run_id": make_run_id(out), "run_dir": str(out.resolve()), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "resumes": []}
+    if resumed:
+        info["resumes"].append({"ckpt_path": str(ckpt_path), "at": time.strftime("%Y-%m-%d %H:%M:%S")})
+    run_id = info["run_id"]
+    if rank_zero_only.rank == 0:
+        _write_rank0_files(cfg, out, info, resumed)
+
+    # The frozen VAE and image encoder stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    datamodule = instantiate(cfg.datamodule)
+    module = instantiate(cfg.module)
+    logger = build_logger(cfg.get("logger"), out, run_id, name=out.name, resume_index=len(info["resumes"]))
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    trainer: L.Trainer = instantiate(cfg.trainer, strategy=build_strategy(cfg.strategy), logger=logger,
+                                     callbacks=callbacks, default_root_dir=str(out))
+    log.info("training run %s in %s (strategy %s, precision %s, %d device(s) x %d node(s))", run_id, out,
+             type(trainer.strategy).__name__, trainer.precision, trainer.num_devices, trainer.num_nodes)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from ex4d.training.callbacks import AdapterCheckpoint
+
+    adapter = next((c.last_path for c in callbacks if isinstance(c, AdapterCheckpoint)), None)
+    ckpt = next((c.last_model_path or c.best_model_path for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    summary = {
+        "run_dir": str(out), "run_id": run_id, "global_step": int(trainer.global_step),
+        "epoch": int(trainer.current_epoch), "resumed_from": str(ckpt_path) if ckpt_path else None,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()
+                    if isinstance(v, torch.Tensor) and v.numel() == 1},
+        "adapter": str(adapter) if adapter else None, "checkpoint": ckpt or None,
+        "trainable_parameters": module.model.parameter_counts() if module.model is not None else None,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if trainer.is_global_zero:
+        write_json(out / "summary.json", summary)
+    return summary

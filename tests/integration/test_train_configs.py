@@ -1,0 +1,121 @@
+"""Every option of the training groups composes and constructs (strategies: construction only; DeepSpeed
+refuses CPU training, and constructing a strategy touches no GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from ex4d.runners.train import build_callbacks, build_logger, build_strategy
+from tests.conftest import CONF
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_groups_have_the_promised_options():
+    assert set(_options("strategy")) == {"auto", "ddp", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload",
+                                         "fsdp"}
+    assert {"default", "cpu", "gpu"} <= set(_options("trainer"))
+    assert {"wandb", "csv", "none"} <= set(_options("logger"))
+    assert {"ex4d_paper", "no_dwmesh", "rank_sweep", "mask_mix"} <= set(_options("experiment"))
+
+
+@pytest.mark.parametrize("option", _options("strategy"))
+def test_strategy_constructs(compose, option):
+    if option.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("deepspeed not installed (pip install deepspeed==0.19.8, DS_BUILD_OPS=0)")
+    cfg = compose("train", [f"strategy={option}"])
+    strategy = build_strategy(cfg.strategy)
+    if option == "auto":
+        assert strategy == "auto"
+        return
+    assert type(strategy).__module__.startswith("lightning.")
+    if option.startswith("deepspeed"):
+        assert strategy.exclude_frozen_parameters  # checkpoints without the frozen backbone
+        zero = strategy.config["zero_optimization"]
+        assert zero["stage"] == (2 if option == "deepspeed_zero2" else 3)
+        assert ("offload_optimizer" in zero) == option.endswith("offload")
+
+
+@pytest.mark.parametrize("option", _options("logger"))
+def test_logger_constructs(compose, tmp_path, option):
+    if option == "wandb" and importlib.util.find_spec("wandb") is None:
+        pytest.skip("wandb not installed (pip install wandb==0.31.0)")
+    cfg = compose("train", [f"logger={option}"])
+    logger = build_logger(cfg.logger, tmp_path, "run-1234", "run")
+    if option == "none":
+        assert logger is False
+        return
+    assert Path(logger.save_dir) == tmp_path
+    if option == "wandb":  # offline by default; id and name from the run (construction starts no W&B process)
+        assert logger._wandb_init["id"] == "run-1234" and logger._offline
+
+
+@pytest.mark.parametrize("option", _options("trainer"))
+def test_trainer_composes_and_cpu_ones_construct(compose, tmp_path, option):
+    cfg = compose("train", [f"trainer={option}", f"output_dir={tmp_path}"])
+    assert cfg.trainer.use_distributed_sampler is False
+    if cfg.trainer.accelerator == "gpu":
+        return  # needs CUDA to construct
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
+    assert trainer.max_steps == cfg.trainer.max_steps
+
+
+@pytest.mark.parametrize("option", _options("callbacks"))
+def test_callbacks_construct(compose, tmp_path, option):
+    cfg = compose("train", [f"callbacks={option}", f"output_dir={tmp_path}"])
+    callbacks = build_callbacks(cfg.callbacks)
+    names = {type(c).__name__ for c in callbacks}
+    if option == "default":
+        assert names == {"ModelCheckpoint", "AdapterCheckpoint", "TrainingMonitor"}
+        ckpt = next(c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
+        assert Path(ckpt.dirpath) == tmp_path / "checkpoints"
+
+
+def test_module_and_datamodule_construct_without_loading(compose, tmp_path):
+    cfg = compose("train", [f"output_dir={tmp_path}"])  # the 14B model: constructing loads nothing
+    module = instantiate(cfg.module)
+    assert module.model is None and module.lora.rank == 16 and module.flow.shift == 5.0
+    assert module.sample.erosion_min == module.sample.erosion_max == 1  # the loader erodes already
+    datamodule = instantiate(cfg.datamodule)
+    assert datamodule.train_set is None and datamodule.batch_size == 1
+
+
+def test_wandb_default_falls_back_to_csv_without_wandb(compose, tmp_path, monkeypatch):
+    import ex4d.runners.train as runner
+
+    real = runner.importlib.util.find_spec
+    monkeypatch.setattr(runner.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    cfg = compose("train", ["logger=wandb"])
+    logger = build_logger(cfg.logger, tmp_path, "run-1", "run")
+    assert type(logger).__name__ == "CSVLogger" and Path(logger.log_dir) == tmp_path / "csv"
+
+
+def test_prompt_cache_round_trip_skips_the_text_encoder(tmp_path):
+    from ex4d.model.adapter import LoraSettings
+    from ex4d.model.wan import TinyWanLoader
+    from ex4d.training.module import EX4DTrainingModule
+    from ex4d.training.optim import OptimizerSettings
+
+    def module(loader):
+        m = EX4DTrainingModule(loader, LoraSettings(rank=2, alpha=2), OptimizerSettings(), num_val_samples=0,
+                               prompt_cache=str(tmp_path / "prompts.safetensors"))
+        m.build()
+        return m
+
+    first = module(TinyWanLoader())
+    assert (tmp_path / "prompts.safetensors").is_file()
+
+    class NoTextEncoder(TinyWanLoader):  # fails if the cache is not used
+        def load(self):
+            comps = super().load()
+            comps.text_encoder = None
+            return comps
+
+    second = module(NoTextEncoder())
+    assert (second.text_empty == first.text_empty).all()
