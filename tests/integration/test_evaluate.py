@@ -1,0 +1,184 @@
+"""``python evaluate.py``: benchmarks compose; the tiny benchmark runs end to end on CPU; bad inputs fail clearly.
+
+The generating runs use the TEST-ONLY tiny random Wan and ``metrics=tiny`` (random-feature FID, DIS flow,
+neighbour-blend smoothness): the numbers check the plumbing, not the method.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from ex4d.io.video import read_video, write_video
+from ex4d.runners.evaluate import run_evaluate
+from ex4d.utils.errors import InputError, MissingWeightsError
+from tests.conftest import CONF, ROOT
+
+BENCHMARKS = sorted(p.stem for p in (CONF / "benchmark").glob("*.yaml"))
+TINY = ["model=wan_tiny", "benchmark.data=tiny", "generate.num_steps=2", "renderer=cpu", "trainer.accelerator=cpu"]
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("bench", BENCHMARKS)
+def test_every_benchmark_composes_with_both_sets(compose, bench):
+    for data in ("user", "tiny"):
+        cfg = compose("evaluate", [f"benchmark={bench}", f"benchmark.data={data}"])
+        assert cfg.benchmark.name == bench and cfg.dataset.name == data
+        assert cfg.data.num_frames == cfg.benchmark.datasets[data].num_frames
+        w2c = instantiate(cfg.camera)(int(cfg.data.num_frames), 2.0)
+        assert torch.allclose(w2c[0], torch.eye(4, dtype=torch.float64))  # every path starts at the source
+        assert set(cfg.benchmark.metrics) <= set(cfg.metrics)
+
+
+def test_benchmark_paths_reach_their_range_and_match_the_reference_presets(compose):
+    from ex4d.cameras.core import w2c_to_c2w
+    from ex4d.cameras.trajectories import ReferenceOrbit
+
+    def azimuth_deg(w2c, radius):  # of the camera centre about the pivot (0, 0, radius)
+        eye = w2c_to_c2w(w2c)[:, :3, 3].numpy()
+        return np.degrees(np.arctan2(eye[:, 0], radius - eye[:, 2]))
+
+    r = 2.0 + 0.15  # min_depth + pivot_offset
+    for bench, angle in (("small_30", 30), ("large_60", 60), ("extreme_90", 90)):
+        cam = instantiate(compose("evaluate", [f"benchmark={bench}"]).camera)
+        for n in (5, 49):  # exact at any N (no rho rescale) ...
+            assert azimuth_deg(cam(n, 2.0), r)[-1] == pytest.approx(angle, abs=1e-9)
+        # ... and at the reference's 49 frames the --cam preset itself, bit for bit
+        assert torch.equal(cam(49, 2.0), ReferenceOrbit(angle, frame_rescale=True)(49, 2.0))
+    az = azimuth_deg(instantiate(compose("evaluate", ["benchmark=full_180"]).camera)(49, 2.0), r)
+    assert az[0] == 0 and az.min() == pytest.approx(-90, abs=1e-9) and az.max() == pytest.approx(90, abs=1e-9)
+
+
+@pytest.mark.parametrize("option", ["default", "tiny"])
+def test_metric_options_construct_without_weights(compose, tmp_path, option):
+    cfg = compose("evaluate", [f"metrics={option}", f"paths.weights_dir={tmp_path}/none"])
+    for name, node in cfg.metrics.items():
+        assert instantiate(node) is not None, name
+
+
+def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
+    out = tmp_path / "eval"
+    args = [*TINY, "benchmark=extreme_90", "metrics=tiny", f"paths.weights_dir={tmp_path}/no_weights",
+            f"output_dir={out}", "n_boot=50", "logger=csv"]
+    with caplog.at_level("WARNING"):
+        res = run_evaluate(compose("evaluate", args))
+    assert res["n_videos"] == 2 and res["test_only"] and res["generation"]["processed"] == 2
+    m = res["metrics"]
+    assert m["fid"]["n"] == 2 and np.isfinite(m["fid"]["value"]) and m["fid"]["ci_low"] <= m["fid"]["ci_high"]
+    assert "TEST ONLY" in m["fid"]["note"] and m["kid"]["n"] == 2
+    assert m["dynamic_degree_dis"]["n"] == 2 and m["motion_smoothness_blend"]["n"] == 2
+    # Missing weights: skipped with the file named, never a number.
+    for k in ("fvd_first16", "fvd_windows", "subject_consistency", "vbench_aq", "imaging_quality"):
+        assert m[k]["skipped"] and "no_weights/metrics/" in m[k]["reason"], k
+    assert "i3d_torchscript.pt" in m["fvd_first16"]["reason"] and "i3d_torchscript.pt" in caplog.text
+    assert m["psnr"]["skipped"] and "target" in m["psnr"]["reason"]
+    table = (out / "table.md").read_text()
+    assert "TEST ONLY" in table and "| EX-4D (paper) | 55.42 | 823.61 | 0.450 |" in table
+    assert "| **ours (TEST ONLY: random tiny model)** | " in table and "(N=2) | skipped | skipped |" in table
+    assert "| fvd_first16 | skipped | missing weights file:" in table
+    with open(out / "per_video.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ["bikes", "carphone_pristine"] and rows[0]["frames"] == "5"
+    assert _results(out)["metrics"] == json.loads(json.dumps(m))
+    assert (out / "csv" / "metrics.csv").read_text().count("extreme_90/fid") >= 1
+    frames, _ = read_video(rows[0]["generated"])
+    assert frames.shape == (5, 32, 48, 3)
+    # A rerun with the same settings reuses the generated videos; a changed setting gets a fresh folder.
+    again = run_evaluate(compose("evaluate", args[:-1] + [f"output_dir={tmp_path}/eval2"]))
+    assert again["generation"]["processed"] == 0 and again["generation"]["skipped"] == 2
+    assert again["generation"]["dir"] == res["generation"]["dir"]
+    assert again["metrics"]["fid"]["value"] == pytest.approx(m["fid"]["value"])
+
+
+@pytest.fixture
+def tiny_sources(compose, tmp_path):
+    """The tiny set's source frames as evaluate reads them, resized to 32x48 (what a generator would output)."""
+    from ex4d.data.benchmark import list_benchmark_videos
+    from ex4d.io.video import resize_frames
+    from ex4d.runners.evaluate import load_source_frames
+
+    cfg = compose("evaluate", [*TINY])
+    vids = list_benchmark_videos(cfg.dataset.source, cfg.dataset.videos)
+    return {v.id: resize_frames(load_source_frames(cfg, v), 32, 48) for v in vids}
+
+
+def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, tiny_sources):
+    gen = tmp_path / "other_method"
+    gen.mkdir()
+    write_video(gen / "bikes.mp4", tiny_sources["bikes"], fps=15, lossless=True)
+    (gen / "carphone_pristine").mkdir()  # our own layout works too
+    write_video(gen / "carphone_pristine" / "output.mp4", tiny_sources["carphone_pristine"], fps=15, lossless=True)
+    out = tmp_path / "eval"
+    res = run_evaluate(compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
+                                            f"output_dir={out}", "n_boot=20"]))
+    assert res["method"] == "copy of the input" and res["generation"]["external"]
+    assert abs(res["metrics"]["fid"]["value"]) < 1e-3  # identical sets
+    assert "| **copy of the input** | 0.00" in (out / "table.md").read_text()
+    # camera-following ran on the benchmark path (no cameras.json for other methods): a copy does not move
+    assert res["metrics"]["camera_following_ratio"].get("failed") or res["metrics"]["camera_following_ratio"]["value"] < 0.2
+
+
+def test_generated_and_source_sets_must_match(compose, tmp_path, tiny_sources):
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    write_video(gen / "bikes.mp4", tiny_sources["bikes"])
+    base = [*TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}"]
+    with pytest.raises(InputError, match=r"sets differ: 1 generated videos .* vs 2 source.*carphone_pristine"):
+        run_evaluate(compose("evaluate", base))
+    write_video(gen / "carphone_pristine.mp4", tiny_sources["carphone_pristine"][:4])
+    with pytest.raises(InputError, match=r"carphone_pristine\.mp4 has 4 frames but its source .*gives 5"):
+        run_evaluate(compose("evaluate", base))
+    (gen / "carphone_pristine.mp4").write_bytes(b"\x00not a video")
+    with pytest.raises(InputError, match=r"generated video .*carphone_pristine\.mp4 could not be read"):
+        run_evaluate(compose("evaluate", base))
+    write_video(gen / "carphone_pristine.mp4", tiny_sources["carphone_pristine"])
+    write_video(gen / "extra.mp4", tiny_sources["bikes"])
+    with pytest.raises(InputError, match=r"generated videos without a source: \['extra'\]"):
+        run_evaluate(compose("evaluate", base))
+
+
+def test_manifest_with_a_wrong_hash_or_unreadable_source_fails_before_generating(compose, tmp_path, sample_videos):
+    m = tmp_path / "bench.csv"
+    m.write_text(f"path,sha256\n{sample_videos['bikes']},{'ab' * 32}\n")
+    args = [*TINY, "benchmark.data=user", f"benchmark.datasets.user.source={m}", f"output_dir={tmp_path / 'o'}",
+            f"generation_root={tmp_path / 'videos'}"]
+    with pytest.raises(InputError, match=r"bikes\.mp4: sha256 mismatch: .*bench\.csv expects abab"):
+        run_evaluate(compose("evaluate", args))
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"garbage")
+    m.write_text(f"path\n{bad}\n")
+    with pytest.raises(InputError, match="broken.mp4 could not be read"):
+        run_evaluate(compose("evaluate", args))
+    assert not (tmp_path / "videos").exists()
+    with pytest.raises(InputError, match=r"benchmark.data='nope': expected one of \['user', 'tiny'\]"):
+        run_evaluate(compose("evaluate", [*TINY, "benchmark.data=nope", f"output_dir={tmp_path / 'o'}"]))
+
+
+def test_missing_generator_weights_name_the_file(compose, tmp_path):
+    with pytest.raises(MissingWeightsError, match=r"nowhere/adapter\.safetensors.*generated_dir"):
+        run_evaluate(compose("evaluate", [*TINY, f"checkpoint={tmp_path}/nowhere/adapter.safetensors",
+                                          f"output_dir={tmp_path / 'o'}"]))
+
+
+@pytest.mark.slow
+def test_cli_tiny_benchmark_writes_the_table(tmp_path):
+    """The issue's command, as a user types it (outputs redirected under tmp_path)."""
+    cmd = [sys.executable, "evaluate.py", "benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny",
+           f"paths.output_dir={tmp_path}", f"paths.weights_dir={tmp_path}/no_weights"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (table,) = list((tmp_path / "evaluate").glob("*/table.md"))
+    text = table.read_text()
+    assert "| EX-4D (paper) | 55.42 | 823.61 | 0.450 |" in text and "ours (TEST ONLY: random tiny model)" in text
+    res = json.loads((table.parent / "results.json").read_text())
+    assert res["n_videos"] == 2 and res["metrics"]["fid"]["skipped"]
