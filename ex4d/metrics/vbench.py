@@ -329,46 +329,47 @@ class VBenchDimension:
         return DimensionResult(self.report_name, bootstrap_mean(scores, self.n_boot, seed=self.seed), scores)
 
 
-class SubjectConsistency(VBenchDimension):
+class _EmbeddingConsistency(VBenchDimension):
+    """Consistency of per-frame image embeddings (VBench's subject / background consistency formula).
+
+    Subclasses name the weights entry, the embedder class and its preprocessing."""
+
+    weights_key: str
+    embedder_cls: type
+    preprocess = staticmethod(lambda video: video)
+
+    def __init__(self, weights_path=None, sha256=None, weights_root=None, embedder: ImageEmbedder | None = None, **kw) -> None:
+        super().__init__(**kw)
+        self.weights_path, self.sha256, self.weights_root = weights_path, sha256, weights_root
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> ImageEmbedder:
+        if self._embedder is None:
+            path = resolve_weights(self.weights_key, self.weights_path, self.sha256, self.weights_root)
+            self._embedder = self.embedder_cls.from_folder(path).to(self.device)
+        return self._embedder
+
+    def score_video(self, video: Tensor) -> float:
+        return consistency_score(_embed(self.embedder, self.preprocess(video), self.batch_size, self.device))
+
+
+class SubjectConsistency(_EmbeddingConsistency):
     """DINO ViT-B/16 consistency (``facebook/dino-vitb16`` folder, or an injected embedder)."""
 
     name = "subject_consistency"
-
-    def __init__(self, weights_path=None, sha256=None, weights_root=None, embedder: ImageEmbedder | None = None, **kw) -> None:
-        super().__init__(**kw)
-        self.weights_path, self.sha256, self.weights_root = weights_path, sha256, weights_root
-        self._embedder = embedder
-
-    @property
-    def embedder(self) -> ImageEmbedder:
-        if self._embedder is None:
-            path = resolve_weights("dino_vitb16", self.weights_path, self.sha256, self.weights_root)
-            self._embedder = HFDinoEmbedder.from_folder(path).to(self.device)
-        return self._embedder
-
-    def score_video(self, video: Tensor) -> float:
-        return consistency_score(_embed(self.embedder, dino_preprocess(video), self.batch_size, self.device))
+    weights_key = "dino_vitb16"
+    embedder_cls = HFDinoEmbedder
+    preprocess = staticmethod(dino_preprocess)
 
 
-class BackgroundConsistency(VBenchDimension):
+class BackgroundConsistency(_EmbeddingConsistency):
     """CLIP ViT-B/32 consistency (``openai/clip-vit-base-patch32`` folder, or an injected embedder)."""
 
     name = "background_consistency"
-
-    def __init__(self, weights_path=None, sha256=None, weights_root=None, embedder: ImageEmbedder | None = None, **kw) -> None:
-        super().__init__(**kw)
-        self.weights_path, self.sha256, self.weights_root = weights_path, sha256, weights_root
-        self._embedder = embedder
-
-    @property
-    def embedder(self) -> ImageEmbedder:
-        if self._embedder is None:
-            path = resolve_weights("clip_vitb32", self.weights_path, self.sha256, self.weights_root)
-            self._embedder = HFClipEmbedder.from_folder(path).to(self.device)
-        return self._embedder
-
-    def score_video(self, video: Tensor) -> float:
-        return consistency_score(_embed(self.embedder, clip_preprocess(video), self.batch_size, self.device))
+    weights_key = "clip_vitb32"
+    embedder_cls = HFClipEmbedder
+    preprocess = staticmethod(clip_preprocess)
 
 
 class MotionSmoothness(VBenchDimension):

@@ -13,6 +13,7 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
+from ex4d.utils.naming import unique_ids  # noqa: F401 (re-exported)
 from ex4d.pipelines.stage_io import find_recon_videos, read_first_frame, read_recon_videos, resize_for_generation
 from ex4d.utils.errors import InputError
 
@@ -54,17 +55,6 @@ def list_inputs(source: str) -> list[Path] | None:
     if not rows:
         raise InputError(f"input manifest {p} lists no inputs")
     return [q if q.is_absolute() else (p.parent / q) for q in map(Path, rows)]
-
-
-def unique_ids(paths: list[Path]) -> list[str]:
-    """Output folder names: file stems, suffixed where two inputs share a stem."""
-    seen: dict[str, int] = {}
-    ids = []
-    for q in paths:
-        n = seen.get(q.stem, 0)
-        seen[q.stem] = n + 1
-        ids.append(q.stem if n == 0 else f"{q.stem}_{n}")
-    return ids
 
 
 class ReconGenerateSet(Dataset):
