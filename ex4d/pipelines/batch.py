@@ -6,21 +6,17 @@ and is skipped entirely when its ``output.mp4`` already exists, so an interrupte
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Callable
 
 from torch.utils.data import Dataset
 
-from ex4d.utils.naming import unique_ids  # noqa: F401 (re-exported)
+from ex4d.data.manifest import RECORD_EXTS, read_manifest_records, resolve_manifest_path
 from ex4d.pipelines.stage_io import find_recon_videos, read_first_frame, read_recon_videos, resize_for_generation
 from ex4d.utils.errors import InputError
+from ex4d.utils.naming import unique_ids  # noqa: F401 (re-exported for the runner)
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-MANIFEST_EXTS = (".txt", ".csv", ".jsonl")
-
-
 def list_inputs(source: str) -> list[Path] | None:
     """The inputs of a set (a folder of videos, or a manifest), or None when ``source`` is one input.
 
@@ -31,30 +27,14 @@ def list_inputs(source: str) -> list[Path] | None:
     if p.is_dir():
         videos = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_EXTS)
         return videos or None
-    if p.suffix.lower() not in MANIFEST_EXTS:
+    if p.suffix.lower() not in RECORD_EXTS:
         return None
     if not p.is_file():
         raise InputError(f"input manifest {p} does not exist")
-    if p.suffix.lower() == ".txt":
-        rows = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    elif p.suffix.lower() == ".csv":
-        with p.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if "path" not in (reader.fieldnames or []):
-                raise InputError(f"input manifest {p}: needs a 'path' column, has {reader.fieldnames}")
-            rows = [r["path"] for r in reader]
-    else:
-        rows = []
-        for i, ln in enumerate(p.read_text().splitlines(), 1):
-            if not ln.strip():
-                continue
-            try:
-                rows.append(json.loads(ln)["path"])
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise InputError(f"input manifest {p}, line {i}: expected a JSON object with 'path' ({e})") from e
-    if not rows:
+    records = read_manifest_records(p, "input manifest")
+    if not records:
         raise InputError(f"input manifest {p} lists no inputs")
-    return [q if q.is_absolute() else (p.parent / q) for q in map(Path, rows)]
+    return [resolve_manifest_path(rec["path"], p) for _, rec in records]
 
 
 class ReconGenerateSet(Dataset):
