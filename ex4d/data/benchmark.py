@@ -23,8 +23,6 @@ where stems repeat (``ex4d.utils.naming.unique_ids``, the rule inference uses, s
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass

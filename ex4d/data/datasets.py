@@ -20,10 +20,8 @@ below ``val_fraction``, so the split never depends on file order or on which oth
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib.util
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ex4d.io.video import read_video, resize_frames, target_size
+from ex4d.io.video import open_video_stream, read_video, resize_frames, stream_fps, target_size
 from ex4d.data.manifest import read_manifest_records, resolve_manifest_path
 from ex4d.utils.errors import InputError
 
@@ -114,23 +112,11 @@ def discover_videos(root: str | Path, extensions=VIDEO_EXTS) -> tuple[Path, list
 def probe_video(path: Path) -> tuple[int, float]:
     """(frame count, fps) from the container; counts by decoding when the container does not say.
     Raises InputError when the file cannot be opened or has no decodable video."""
-    import av  # imported on use (see ex4d.io.video)
-
-    if not path.is_file() or path.stat().st_size == 0:
-        raise InputError(f"video {path} is missing or empty")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else 30.0
-            n = int(stream.frames or 0)
-            if n <= 0:
-                n = sum(1 for _ in container.decode(stream))
-    except InputError:
-        raise
-    except (av.error.FFmpegError, ValueError, OSError) as e:
-        raise InputError(f"video {path} could not be read ({type(e).__name__}: {e})") from e
+    with open_video_stream(path, what="video") as (container, stream):
+        fps = stream_fps(stream)
+        n = int(stream.frames or 0)
+        if n <= 0:
+            n = sum(1 for _ in container.decode(stream))
     if n <= 0:
         raise InputError(f"video {path} has no decodable frames")
     return n, fps

@@ -6,6 +6,7 @@ Frames are ``(T, H, W, 3)`` uint8 RGB numpy arrays throughout; row 0 is the imag
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -51,33 +52,48 @@ class VideoClip:
         return self.frames.shape[2]
 
 
-def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode a video file to (T, H, W, 3) uint8 RGB and its frame rate.
+@contextmanager
+def open_video_stream(path: str | Path, what: str = "input video"):
+    """Open a video with PyAV and yield ``(container, stream)`` of its first video stream.
 
-    Raises InputError naming the file when it is missing, empty or cannot be decoded.
+    A missing or empty file, a file with no video stream, and any decoding error raised inside the
+    block become InputError naming the file (``what`` says which input it is).
     """
     import av  # imported on use: rendering/meshing code paths (and GPU hosts without PyAV) never need it
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"input video {path} does not exist")
+        raise InputError(f"{what} {path} does not exist")
     if path.stat().st_size == 0:
-        raise InputError(f"input video {path} is empty (0 bytes)")
-    frames = []
+        raise InputError(f"{what} {path} is empty (0 bytes)")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise InputError(f"input {path} has no video stream")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else 30.0
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
+                raise InputError(f"{what} {path} has no video stream")
+            yield container, container.streams.video[0]
     except InputError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as e:
-        raise InputError(f"input video {path} could not be decoded ({type(e).__name__}: {e})") from e
+        raise InputError(f"{what} {path} could not be read ({type(e).__name__}: {e})") from e
+
+
+def stream_fps(stream) -> float:
+    """Frames per second of a PyAV stream (30 when the container does not say)."""
+    return float(stream.average_rate) if stream.average_rate else 30.0
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a video file to (T, H, W, 3) uint8 RGB and its frame rate.
+
+    Raises InputError naming the file when it is missing, empty or cannot be decoded.
+    """
+    frames = []
+    with open_video_stream(path) as (container, stream):
+        fps = stream_fps(stream)
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
     if not frames:
         raise InputError(f"input video {path} has no decodable frames")
     return np.stack(frames), fps
