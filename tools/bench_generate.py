@@ -51,14 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ex4d.model.adapter import LoraSettings, build_ex4d_transformer, lora_modules  # noqa: E402
 from ex4d.model.wan import (  # noqa: E402
-    CLIP_VIT_H14_CONFIG,
     WAN_I2V_14B_TRANSFORMER_CONFIG,
-    WAN_VAE_CONFIG,
+    RandomWanLoader,
     WanComponents,
-    _clip_image_processor_cls,
     apply_keep_in_fp32,
     build_tiny_wan,
     build_wan_transformer_meta,
+    random_init_,
 )
 from ex4d.pipelines.memory import efficient_attention, require_efficient_attention  # noqa: E402
 
@@ -78,30 +77,12 @@ def dit_flops(tokens: int, d: int = 5120, ffn: int = 13824, layers: int = 40, ct
 # ---- random real-shape components ----------------------------------------------------------------
 
 
-@torch.no_grad()
-def random_init_(module: torch.nn.Module, seed: int = 0) -> None:
-    """Cheap in-place init of materialised (to_empty) parameters; values only need to be finite and sane."""
-    g = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
-    for name, p in module.named_parameters():
-        if p.ndim >= 2 and "scale_shift_table" not in name:
-            fan_in = p[0].numel()
-            p.normal_(0.0, fan_in**-0.5, generator=g)
-        elif "scale_shift_table" in name:
-            p.normal_(0.0, p.shape[-1] ** -0.5, generator=g)
-        elif name.endswith("weight"):  # norms
-            p.fill_(1.0)
-        else:
-            p.zero_()
-
-
 def random_transformer(device: torch.device, dtype: torch.dtype, seed: int = 0) -> torch.nn.Module:
-    """The 14B I2V DiT with random weights, built without ever holding fp32 weights."""
+    """The 14B I2V DiT with random weights (``RandomWanLoader``'s), built without ever holding fp32 weights."""
     t0 = time.perf_counter()
     model = build_wan_transformer_meta()
     model.to(dtype)  # meta: free
     model.to_empty(device=device)
-    # fp32 norms / modulation / time embedder as from_pretrained(torch_dtype=bf16) leaves them, and the rotary
-    # tables (non-persistent buffers, garbage after to_empty) rebuilt
     apply_keep_in_fp32(model)
     random_init_(model, seed)
     model.eval().requires_grad_(False)
@@ -111,16 +92,11 @@ def random_transformer(device: torch.device, dtype: torch.dtype, seed: int = 0) 
 
 
 def random_components(device: torch.device, dtype: torch.dtype) -> WanComponents:
-    from diffusers import AutoencoderKLWan
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    transformer = random_transformer(device, dtype)
-    with torch.device(device):
-        vae = AutoencoderKLWan(**WAN_VAE_CONFIG).to(dtype)
-        image_encoder = CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_H14_CONFIG)).to(dtype)
-    proc = _clip_image_processor_cls()(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
-    return WanComponents(transformer, vae, None, None, image_encoder, proc, is_tiny=False,
-                         source="random real-shape weights (benchmark only)").freeze()
+    """DiT + VAE + CLIP vision tower of the real shapes, random weights (``model=wan_i2v_14b_random``)."""
+    t0 = time.perf_counter()
+    comps = RandomWanLoader(dtype=str(dtype).removeprefix("torch."), device=str(device)).load()
+    print(f"  random 14B components on {device} in {time.perf_counter() - t0:.1f} s")
+    return comps
 
 
 # ---- measurements --------------------------------------------------------------------------------

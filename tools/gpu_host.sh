@@ -3,6 +3,8 @@
 #   bash tools/gpu_host.sh tests      # the gpu-marked tests + bench_recon
 #   bash tools/gpu_host.sh generate   # bench_generate (random 14B weights)
 #   bash tools/gpu_host.sh levers     # bench_generate --levers: the issue-6 table, under 9 minutes
+#   bash tools/gpu_host.sh parallel   # 2+ GPUs: one 480x832x81 video over all GPUs vs one (bench_parallel)
+#   bash tools/gpu_host.sh scaling    # 2+ GPUs: train.py ZeRO-3 on 1 and all GPUs (bench_train_scaling)
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
@@ -22,5 +24,18 @@ case "${1:-tests}" in
   levers)
     shift
     python3 tools/bench_generate.py --levers --json "$OUT/levers.json" "$@" 2>&1 | tee "$OUT/levers.log"
+    ;;
+  parallel)
+    shift
+    N=$(nvidia-smi -L | wc -l)
+    timeout 420 torchrun --nproc_per_node="$N" tools/bench_parallel.py --context ulysses --baseline \
+      --save-baseline /tmp/cp_base.pt --json "$OUT/parallel_ulysses.json" "$@" 2>&1 | tee "$OUT/parallel.log"
+    timeout 150 torchrun --nproc_per_node="$N" tools/bench_parallel.py --context ring --load-baseline /tmp/cp_base.pt \
+      --no-video --json "$OUT/parallel_ring.json" "$@" 2>&1 | tee -a "$OUT/parallel.log"
+    ;;
+  scaling)
+    shift
+    N=$(nvidia-smi -L | wc -l)
+    python3 tools/bench_train_scaling.py --devices "1,$N" --json "$OUT/scaling.json" "$@" 2>&1 | tee "$OUT/scaling.log"
     ;;
 esac

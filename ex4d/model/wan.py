@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -485,6 +486,94 @@ class TinyWanLoader:
 
     def __repr__(self) -> str:
         return f"TinyWanLoader(seed={self.seed}, num_layers={self.num_layers}) [TEST ONLY: random weights]"
+
+
+class RandomWanLoader:
+    """``model=wan_i2v_14b_random``: BENCHMARK ONLY. Random weights of the real Wan2.1-I2V-14B shapes.
+
+    Speed and memory do not depend on weight values, so benchmarks and scaling runs of ``train.py`` /
+    ``infer.py`` need no download. The DiT is built on the meta device, materialised on the run device in
+    ``dtype`` and filled by a cheap seeded init (:func:`random_init_`), in seconds; the VAE and the CLIP
+    vision tower are real-shape random models. No text encoder (UMT5 would cost 11 GB and minutes):
+    :meth:`text_embeddings` gives random prompt embeddings of the real shape. Its outputs are noise: never
+    report them as results.
+
+    Args:
+        device: where the weights are made; ``auto`` = ``cuda:LOCAL_RANK`` when CUDA is present, else CPU.
+        transformer, vae, image_encoder: config overrides of the three models (tests use small ones).
+    """
+
+    is_tiny = False
+    load_text_encoder = False
+    source = "random real-shape weights (BENCHMARK ONLY)"
+
+    def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str = "gpu",
+                 transformer: dict | None = None, vae: dict | None = None, image_encoder: dict | None = None) -> None:
+        if memory_mode not in MEMORY_MODES:
+            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        self.seed, self.dtype, self.device, self.memory_mode = int(seed), to_dtype(dtype), str(device), memory_mode
+        self.transformer_config = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **dict(transformer or {})}
+        self.vae_config = {**WAN_VAE_CONFIG, **dict(vae or {})}
+        self.image_encoder_config = {**CLIP_VIT_H14_CONFIG, **dict(image_encoder or {})}
+
+    def missing_files(self) -> list[str]:
+        return []
+
+    def run_device(self) -> torch.device:
+        if self.device != "auto":
+            return torch.device(self.device)
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+
+    def load(self) -> WanComponents:
+        from diffusers import AutoencoderKLWan
+        from transformers import CLIPVisionConfig, CLIPVisionModel
+
+        device = self.run_device()
+        transformer = build_wan_transformer_meta(self.transformer_config)
+        transformer.to(self.dtype)  # on meta: free
+        transformer.to_empty(device=device)
+        # fp32 norms / modulation / time embedder as from_pretrained(torch_dtype=bf16) leaves them; the rotary
+        # tables (non-persistent buffers, garbage after to_empty) rebuilt
+        apply_keep_in_fp32(transformer)
+        random_init_(transformer, self.seed)
+        with torch.random.fork_rng(devices=[]), torch.device(device):
+            torch.manual_seed(self.seed)
+            vae = AutoencoderKLWan(**self.vae_config).to(self.dtype)
+            image_encoder = CLIPVisionModel(CLIPVisionConfig(**self.image_encoder_config)).to(self.dtype)
+        size = self.image_encoder_config["image_size"]
+        proc = _clip_image_processor_cls()(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        return WanComponents(transformer, vae, None, None, image_encoder, proc, is_tiny=False,
+                             source=self.source).freeze()
+
+    def text_embeddings(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Random (1, 512, text_dim) embeddings per prompt key (a stand-in for UMT5, seeded by the key)."""
+        dim = self.transformer_config["text_dim"]
+        out = {}
+        for key in texts:
+            g = torch.Generator().manual_seed(self.seed * 1000 + sum(map(ord, key)))
+            out[key] = torch.randn(1, 512, dim, generator=g).to(self.dtype)
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomWanLoader(seed={self.seed}, dtype={self.dtype}) [BENCHMARK ONLY: random weights]"
+
+
+@torch.no_grad()
+def random_init_(module: nn.Module, seed: int = 0) -> None:
+    """Cheap in-place init of materialised (``to_empty``) parameters: normal(0, 1/sqrt(fan_in)) matrices,
+    modulation tables at the same scale, unit norms, zero biases; values only need to be finite and sane."""
+    g = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
+    for name, p in module.named_parameters():
+        if p.ndim >= 2 and "scale_shift_table" not in name:
+            p.normal_(0.0, p[0].numel() ** -0.5, generator=g)
+        elif "scale_shift_table" in name:
+            p.normal_(0.0, p.shape[-1] ** -0.5, generator=g)
+        elif name.endswith("weight"):  # norms
+            p.fill_(1.0)
+        else:
+            p.zero_()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -69,6 +69,12 @@ from ex4d.pipelines.memory import (
     efficient_attention,
     require_efficient_attention,
 )
+from ex4d.pipelines.parallel import (
+    ParallelSettings,
+    check_context_parallel,
+    check_sequence_split,
+    enable_context_parallel,
+)
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -224,6 +230,8 @@ class EX4DGenerator:
         reversible: keep what :meth:`close` needs to undo the build-time levers exactly (the base weights of
             the LoRA targets when fusing, the bf16 linears when converting to fp8). For benchmarks and tests
             that build several generators on one DiT; costs the memory the levers would have freed.
+        parallel: split each DiT forward over the ranks of a torchrun launch (:mod:`ex4d.pipelines.parallel`;
+            the process group must exist, ``device`` is this rank's). Cannot be undone on this DiT.
     """
 
     def __init__(
@@ -235,6 +243,7 @@ class EX4DGenerator:
         device: str | torch.device | None = None,
         memory_mode: str = "gpu",
         reversible: bool = False,
+        parallel: ParallelSettings | None = None,
     ) -> None:
         from diffusers import WanImageToVideoPipeline
 
@@ -276,6 +285,15 @@ class EX4DGenerator:
         self.placement = ModelPlacement(
             memory_mode, self.device, components.modules(), resident=[model.encoder], pin_memory=s.pin_memory
         )
+        self.cp_degree = 1  # ranks each DiT forward is split over
+        if parallel is not None and parallel.enabled:
+            if memory_mode != "gpu":
+                raise InputError(f"parallel.context={parallel.context} needs model.memory_mode=gpu, got {memory_mode!r}")
+            if self._fbc:
+                raise InputError("generate.first_block_cache cannot be combined with parallel.context (not supported)")
+            world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+            self.cp_degree = check_context_parallel(parallel, world, tr.config.num_attention_heads)
+            enable_context_parallel(tr, parallel, self.cp_degree, self.device)
         self._compiled = False
         if s.compile_blocks and self.device.type == "cuda":
             if s.compile_cache and Path(s.compile_cache).is_file():
@@ -558,6 +576,8 @@ class EX4DGenerator:
         vt = self.helper.vae_scale_factor_temporal
         vs = self.helper.vae_scale_factor_spatial
         shape = (1, self.components.vae.config.z_dim, (T - 1) // vt + 1, H // vs, W // vs)
+        _, ph, pw = self.components.transformer.config.patch_size
+        check_sequence_split(shape[2] * (shape[3] // ph) * (shape[4] // pw), self.cp_degree)
         noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
         latents = noise.to(self.device)
 
@@ -679,6 +699,7 @@ def build_generator(
     device: str | torch.device | None = None,
     memory_mode: str | None = None,
     encoder_hidden_channels: int | None = None,
+    parallel: ParallelSettings | None = None,
 ) -> EX4DGenerator:
     """Load the backbone, attach the adapter, load adapter weights, and place the models.
 
@@ -690,6 +711,7 @@ def build_generator(
             zero-initialised adapter (the base model's output).
         memory_mode: default ``model.memory_mode`` (or ``gpu`` for components).
         encoder_hidden_channels: geometry encoder width (default 1024; the tiny model uses 16).
+        parallel: context parallelism over the ranks of a torchrun launch (:mod:`ex4d.pipelines.parallel`).
     """
     from ex4d.model.checkpoint import (
         load_adapter,
@@ -728,7 +750,7 @@ def build_generator(
         else:
             load_reference_checkpoint(checkpoint, ex4d)
     mode = memory_mode or getattr(model, "memory_mode", "gpu")
-    return EX4DGenerator(components, ex4d, settings, device=device, memory_mode=mode)
+    return EX4DGenerator(components, ex4d, settings, device=device, memory_mode=mode, parallel=parallel)
 
 
 DOWNLOAD_HINT = "python tools/download_weights.py wan_i2v_14b_480p ex4d"

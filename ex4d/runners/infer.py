@@ -10,6 +10,9 @@ Stages (``stage=``):
 
 A folder of videos or a manifest as ``input=`` runs every input through Lightning's predict loop
 (``trainer.devices=N`` spreads them over GPUs); finished inputs (``output.mp4`` present) are skipped.
+
+One video over several GPUs: ``parallel.context=ulysses`` (or ``ring``) under torchrun splits every DiT
+forward over the ranks (:mod:`ex4d.pipelines.parallel`); rank 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -82,11 +85,12 @@ def missing_generator_files(cfg: DictConfig, model=None) -> list[str]:
     return missing_weights(model if model is not None else instantiate(cfg.model), cfg.checkpoint)
 
 
-def build_generator_from_cfg(cfg: DictConfig, model=None):
+def build_generator_from_cfg(cfg: DictConfig, model=None, **kwargs):
+    """The generator of ``cfg`` (``kwargs``: ``device``, ``parallel`` for :func:`build_generator`)."""
     from ex4d.pipelines.generate import build_generator
 
     return build_generator(model if model is not None else instantiate(cfg.model), instantiate(cfg.lora),
-                           cfg.checkpoint, instantiate(cfg.generate))
+                           cfg.checkpoint, instantiate(cfg.generate), **kwargs)
 
 
 def write_generation(out_dir: Path, frames: np.ndarray, colour: np.ndarray, mask: np.ndarray, fps: float,
@@ -98,7 +102,8 @@ def write_generation(out_dir: Path, frames: np.ndarray, colour: np.ndarray, mask
     return {"output": "output.mp4", "contact_sheet_output": "contact_sheet_output.png"}
 
 
-def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None) -> dict:
+def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None, write: bool = True) -> dict:
+    """Generation from a recon folder into ``out_dir`` (``write=False``: compute only, e.g. on a helper rank)."""
     colour, mask = read_recon_videos(*find_recon_videos(recon_dir))
     first = read_first_frame(recon_dir, colour)
     colour, mask, first = resize_for_generation(colour, mask, cfg.data.gen_height, cfg.data.gen_width, first)
@@ -107,7 +112,7 @@ def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None
     frames = generator(colour, mask, first)
     seconds = time.perf_counter() - t0
     frames = frames.numpy() if isinstance(frames, torch.Tensor) else frames
-    files = write_generation(out_dir, frames, colour, mask, cfg.output_fps, cfg.recon.contact_columns)
+    files = write_generation(out_dir, frames, colour, mask, cfg.output_fps, cfg.recon.contact_columns) if write else {}
     return {"seconds": seconds, "frames": int(frames.shape[0]), "size": list(frames.shape[1:3]),
             "timings": dict(getattr(generator, "last_timings", {})), "files": files}
 
@@ -129,26 +134,69 @@ def resolve_stage(cfg: DictConfig) -> str:
 
 def run_infer(cfg: DictConfig) -> dict:
     """Run the stages asked for by ``cfg.stage``; returns a summary dict (also written to summary.json)."""
+    parallel = instantiate(cfg.parallel) if cfg.get("parallel") else None
+    if parallel is not None and parallel.enabled:
+        return run_context_parallel(cfg, parallel)
     stage = resolve_stage(cfg)
     out_dir = run_dir(cfg)
     inputs = list_inputs(str(cfg.input)) if stage != "generate" else None
     with torch.inference_mode():
         if inputs is not None:
             return run_many(cfg, inputs, out_dir, stage)
-        if stage == "generate" and not cfg.get("recon_dir"):
-            raise InputError("stage=generate needs recon_dir=<folder with color.mp4 + mask.mp4>")
-        summary: dict = {"stage": stage, "input": str(cfg.input)}
-        with staged_outputs(out_dir) as stage_dir:
-            if stage in ("recon", "all"):
-                summary["recon"] = run_recon(cfg, str(cfg.input), stage_dir)
-            if stage in ("generate", "all"):
-                recon_dir = stage_dir if stage == "all" else Path(cfg.recon_dir)
-                summary["generate"] = run_generate(cfg, recon_dir, stage_dir)
-            save_resolved_config(cfg, stage_dir / "config.yaml")
-            write_json(stage_dir / "summary.json", summary)
+        return run_one(cfg, stage, out_dir)
+
+
+def run_one(cfg: DictConfig, stage: str, out_dir: Path, generator=None, write: bool = True) -> dict:
+    """One input (or one recon folder) through ``stage`` into ``out_dir`` (staged: no partial outputs)."""
+    if stage == "generate" and not cfg.get("recon_dir"):
+        raise InputError("stage=generate needs recon_dir=<folder with color.mp4 + mask.mp4>")
+    summary: dict = {"stage": stage, "input": str(cfg.input)}
+    with staged_outputs(out_dir) as stage_dir:
+        if stage in ("recon", "all"):
+            summary["recon"] = run_recon(cfg, str(cfg.input), stage_dir)
+        if stage in ("generate", "all"):
+            recon_dir = stage_dir if stage == "all" else Path(cfg.recon_dir)
+            summary["generate"] = run_generate(cfg, recon_dir, stage_dir, generator, write=write)
+        save_resolved_config(cfg, stage_dir / "config.yaml")
+        write_json(stage_dir / "summary.json", summary)
     summary["output_dir"] = str(out_dir)
     log.info("wrote %s", out_dir)
     return summary
+
+
+def run_context_parallel(cfg: DictConfig, parallel) -> dict:
+    """One video, each DiT forward split over the ranks of a torchrun launch (``parallel.context``).
+
+    Every rank runs the same stages on the same input (recon is deterministic and cheap next to the DiT);
+    rank 0 writes the run directory, the other ranks work in a temporary folder they delete.
+    """
+    import shutil
+    import tempfile
+
+    from ex4d.pipelines.parallel import init_distributed
+
+    stage = resolve_stage(cfg)
+    if stage == "recon":
+        raise InputError(f"parallel.context={parallel.context} splits the generation stage; stage=recon has none "
+                         "(use stage=all or stage=generate)")
+    if stage != "generate" and list_inputs(str(cfg.input)) is not None:
+        raise InputError(f"parallel.context={parallel.context} generates one video per launch; for a set of inputs "
+                         f"({cfg.input}) use parallel.context=none trainer.devices=<GPUs> (one video per GPU)")
+    env, device = init_distributed()
+    out_dir = run_dir(cfg) if env.is_main else Path(tempfile.mkdtemp(prefix=f"ex4d_rank{env.rank}_"))
+    try:
+        with torch.inference_mode():
+            generator = build_generator_from_cfg(cfg, device=device, parallel=parallel)
+            summary = run_one(cfg, stage, out_dir, generator, write=env.is_main)
+        summary["parallel"] = {"context": parallel.context, "ranks": generator.cp_degree}
+        if env.is_main:
+            write_json(out_dir / "summary.json", summary)
+        return summary
+    finally:
+        if not env.is_main:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 class _OutputWriter(BasePredictionWriter):

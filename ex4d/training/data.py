@@ -34,19 +34,57 @@ _DROP = ("video", "cond")  # float copies of frames / mask: rebuilt from the int
 
 
 def collate_training(items: list[dict]) -> dict:
-    """ShardDataset items -> a batch of integer frames and bool masks (module docstring)."""
-    video = torch.stack([it["video"] for it in items])  # (B, 3, T, H, W) in [-1, 1], = 2 u8 / 255 - 1
-    frames = ((video + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1).contiguous()
-    batch = {
-        "frames": frames,
-        "mask": torch.stack([it["mask"][0] > 0.5 for it in items]),
-        "clip_id": [it["clip_id"] for it in items],
-        "prompt": [it.get("prompt", "") for it in items],
-    }
+    """ShardDataset items -> a batch of integer frames and bool masks (module docstring); items without a
+    ``video`` (cached latents only, e.g. :class:`SyntheticClips`) give their tensors stacked."""
+    batch: dict = {"clip_id": [it["clip_id"] for it in items], "prompt": [it.get("prompt", "") for it in items]}
+    if "video" in items[0]:
+        video = torch.stack([it["video"] for it in items])  # (B, 3, T, H, W) in [-1, 1], = 2 u8 / 255 - 1
+        batch["frames"] = ((video + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 4, 1)
+        batch["frames"] = batch["frames"].contiguous()
+        batch["mask"] = torch.stack([it["mask"][0] > 0.5 for it in items])
     for k, v in items[0].items():
         if k not in batch and k not in _DROP and k != "mask" and isinstance(v, torch.Tensor):
             batch[k] = torch.stack([it[k] for it in items])
     return batch
+
+
+class SyntheticClips(Dataset):
+    """BENCHMARK ONLY: random training samples in the cached-latent form (``data=synthetic``), no files.
+
+    What a shard with cached VAE latents and CLIP tokens gives the module (``LATENT_KEYS``), at the clip
+    shape of the config, so ``train.py`` can time real steps at any scale without data (e.g. with
+    ``model=wan_i2v_14b_random``). Item ``i`` is seeded by ``(seed, i)``; ``split=val`` is empty.
+
+    Args:
+        split: ``train`` | ``val`` | ``all``.
+        num_clips, num_frames, height, width: how many samples and their clip shape (frames 4k + 1, sides
+            multiples of 16).
+        z_dim: VAE latent channels (16); image_tokens, image_dim: CLIP tokens (257 x 1280 for ViT-H/14).
+    """
+
+    def __init__(self, split: str = "train", num_clips: int = 64, num_frames: int = 49, height: int = 512,
+                 width: int = 512, z_dim: int = 16, image_tokens: int = 257, image_dim: int = 1280, seed: int = 0):
+        if split not in ("train", "val", "all"):
+            raise InputError(f"synthetic split must be 'train', 'val' or 'all', got {split!r}")
+        if split == "val":
+            raise InputError("data=synthetic has no validation clips")
+        if (num_frames - 1) % 4 or height % 16 or width % 16 or num_clips < 1:
+            raise InputError(f"data=synthetic: need num_clips >= 1, frames 4k + 1 and sides multiple of 16, got "
+                             f"{num_clips} clips of {num_frames}x{height}x{width}")
+        self.num_clips, self.seed = int(num_clips), int(seed)
+        self.latent_shape = (z_dim, (num_frames - 1) // 4 + 1, height // 8, width // 8)
+        self.image_shape = (image_tokens, image_dim)
+
+    def __len__(self) -> int:
+        return self.num_clips
+
+    def __getitem__(self, i: int) -> dict:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
+        z, F, h, w = self.latent_shape
+        lat = lambda c: torch.randn(c, F, h, w, generator=g)  # noqa: E731
+        return {"latent_video": lat(z), "i2v_condition": lat(4 + z), "latent_cond": lat(z), "latent_mask": lat(z),
+                "clip_tokens": torch.randn(*self.image_shape, generator=g), "clip_id": f"synthetic_{i:05d}",
+                "prompt": ""}
 
 
 class EpochSampler(Sampler[int]):

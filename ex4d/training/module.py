@@ -216,6 +216,8 @@ class EX4DTrainingModule(L.LightningModule):
             self._load_init_adapter(model)
         model.mark_trainable()
         embeds = self.given_text_embeddings or cached
+        if embeds is None and hasattr(self.loader, "text_embeddings"):  # loaders without UMT5 (random weights)
+            embeds = self.loader.text_embeddings(list(texts))
         if embeds is None:
             embeds = self._encode_prompts(comps, model, texts, device)
         missing = [k for k in texts if k not in embeds]
