@@ -178,7 +178,7 @@ def main() -> None:
         say(f"  {env.world_size} GPUs {args.context} video {vs:.1f} s, peak {peak:.1f} GiB (rank 0)  {cp.last_timings}",
             flush=True)
     if env.is_main and base is not None:
-        row["forward_rel_l2_vs_1gpu"] = rel_l2(out, base["forward"])
+        row["forward_rel_l2_vs_1gpu"] = rel_l2(out.float().cpu(), base["forward"])
         row["forward_max_abs_vs_1gpu"] = float((out.float().cpu() - base["forward"]).abs().max())
         row["forward_speedup"] = base["forward_s"] / sec
         if "latents" in base and "video_s" in row:
