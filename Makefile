@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,data]"
+	$(BIN)/python -m pip install -q -e ".[dev,data,eval]"
 	touch $(STAMP)
 
 install: $(STAMP)

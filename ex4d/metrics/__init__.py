@@ -2,9 +2,12 @@
 
 Protocol: ``shared/docs/ex4d-method.md`` section 7. Videos are ``(T, H, W, 3)`` uint8 RGB; generated and
 source sets pair up (same count, same lengths). Every extractor loads lazily from a local file
-(:mod:`ex4d.metrics.weights`); a missing file raises ``MissingWeightsError`` naming the file and where
-to get it, and :func:`run_or_skip` reports it as :class:`Skipped` rather than a number. Every set-level
-number is a :class:`ScoreWithCI` that prints as ``"55.42 [53.10, 57.90] (N=150)"``.
+(:mod:`ex4d.metrics.weights`) into the stack libraries' own networks (torch-fidelity's FID Inception-v3,
+torchmetrics' LPIPS on torchvision's AlexNet, torchvision's RAFT), imported only when that metric is
+built, so ``import ex4d.metrics`` needs no torchvision; a missing file raises ``MissingWeightsError``
+naming the file and where to get it, and :func:`run_or_skip` reports it as :class:`Skipped` rather than
+a number. Every set-level number is a :class:`ScoreWithCI` that prints as
+``"55.42 [53.10, 57.90] (N=150)"``.
 
 Example::
 
@@ -29,8 +32,7 @@ from ex4d.metrics.frechet import (
     kernel_inception_distance,
 )
 from ex4d.metrics.fvd import FVD, FVDResult
-from ex4d.metrics.image import ImageMetrics, ImageMetricsResult, LPIPSAlex
-from ex4d.metrics.inception import FIDInceptionV3
+from ex4d.metrics.image import ImageMetrics, ImageMetricsResult
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_mean, bootstrap_statistic
 from ex4d.metrics.vbench import (
     AestheticQuality,
@@ -51,7 +53,6 @@ __all__ = [
     "CameraFollowingResult",
     "DimensionResult",
     "DynamicDegree",
-    "FIDInceptionV3",
     "FIDKID",
     "FIDResult",
     "FVD",
@@ -60,7 +61,6 @@ __all__ = [
     "ImageMetrics",
     "ImageMetricsResult",
     "ImagingQuality",
-    "LPIPSAlex",
     "METRIC_WEIGHTS",
     "MetricUnavailable",
     "MotionSmoothness",

@@ -3,9 +3,16 @@
 Protocol (ex4d-method.md section 7): every frame of every generated video against every frame of the
 source videos (``frame_stride`` subsamples both the same way), uint8 input, TF1 bilinear resize to
 299 (no antialias), float64 statistics, covariance with ``ddof=1`` as TF FID / pytorch-fid /
-torch-fidelity. The extractor is :class:`ex4d.metrics.inception.FIDInceptionV3` loaded from a local
+torch-fidelity. The extractor is torch-fidelity's ``FeatureExtractorInceptionV3`` (the one torchmetrics'
+``FrechetInceptionDistance`` / ``KernelInceptionDistance`` run), loaded strictly from a local
 ``pt_inception-2015-12-05-6726825d.pth``; any module mapping (N, 3, H, W) uint8 to (N, D) features can be
-injected instead (tests use a tiny random one).
+injected instead (``metrics=tiny`` uses a tiny random one).
+
+Why torchmetrics' metric classes are not used as the accumulator: the protocol bootstraps FID over
+*videos* (resampling needs per-video statistics) and seeds the KID subsets; torchmetrics keeps one
+running sum per set (FID) or draws subsets from the global RNG (KID). So the features go into our float64
+:class:`~ex4d.metrics.frechet.FeatureStats`; a unit test checks that FID and KID equal torchmetrics' on the
+same extractor and frames.
 
 Usage::
 
@@ -18,21 +25,62 @@ or streaming: ``fid.update(video, real=False)`` per video, then ``fid.compute()`
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ex4d.metrics.frechet import FeatureStats, frechet_distance_from_stats, kernel_inception_distance
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_statistic
 from ex4d.metrics.video import as_video, check_paired_sets
-from ex4d.metrics.weights import resolve_weights
+from ex4d.metrics.weights import MetricUnavailable, resolve_weights
 from ex4d.utils.errors import InputError
 
 FeatureExtractor = Callable[[Tensor], Tensor]
+
+
+class InceptionPoolFeatures(nn.Module):
+    """(N, 3, H, W) uint8 RGB -> (N, 2048) float32: torch-fidelity's FID Inception-v3, pool features only.
+
+    torch-fidelity's extractor returns a tuple (one tensor per requested feature); this keeps the
+    ``FeatureExtractor`` contract of one tensor.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)[0]
+
+
+def load_fid_inception(path: str | Path) -> InceptionPoolFeatures:
+    """torch-fidelity's ``FeatureExtractorInceptionV3`` ("inception-v3-compat", 2048-d) from a local file.
+
+    torch-fidelity loads the state dict strictly; with a path given it never downloads. Import is here,
+    not at module level: torch-fidelity imports torchvision, which generation and training never need.
+
+    Raises:
+        MetricUnavailable: torch-fidelity (or a torchvision matching torch) is not importable.
+        InputError: the file is not the FID Inception-v3 state dict.
+    """
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
+        raise MetricUnavailable(
+            f"FID/KID need torch-fidelity with a torchvision matching torch {torch.__version__} "
+            f"(pip install -e '.[eval]'): {e}"
+        ) from e
+    try:
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # strict load_state_dict / not a torch file
+        raise InputError(f"{path}: not the FID Inception-v3 weights ({str(e)[:300]})") from e
+    return InceptionPoolFeatures(net)
 
 
 @dataclass
@@ -115,10 +163,8 @@ class FIDKID:
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            from ex4d.metrics.inception import FIDInceptionV3
-
             path = resolve_weights("fid_inception", self.weights_path, self.sha256, self.weights_root)
-            self._extractor = FIDInceptionV3.from_file(path).to(self.device)
+            self._extractor = load_fid_inception(path).to(self.device)
         return self._extractor
 
     def reset(self) -> None:

@@ -1,18 +1,19 @@
 """PSNR, SSIM and LPIPS for benchmarks that have ground-truth target views.
 
 PSNR and SSIM are torchmetrics' functional implementations (data range 1, SSIM with its default 11x11
-Gaussian window), per frame, averaged per video. LPIPS is the AlexNet variant (LPIPS v0.1, as
-torchmetrics and the ``lpips`` package compute it): torchmetrics ships the LPIPS linear heads
-(``lpips_models/alex.pth``) but builds the AlexNet backbone through torchvision, which does not work
-with the CPU torch build here, so :class:`LPIPSAlex` states the backbone itself (torchvision's AlexNet
-``features`` layout, same parameter names) and loads the local ImageNet AlexNet weights
-(``alexnet-owt-7be5be79.pth``); a missing file skips LPIPS with a message.
+Gaussian window), per frame, averaged per video. LPIPS is torchmetrics'
+``LearnedPerceptualImagePatchSimilarity`` with the AlexNet backbone (LPIPS v0.1; the linear heads ship
+inside torchmetrics), the backbone being torchvision's AlexNet loaded from the local ImageNet weights
+``alexnet-owt-7be5be79.pth`` (:func:`load_lpips_alex`); a missing file skips LPIPS with a message.
+torchvision is imported only when LPIPS is built.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+import contextlib
+import pickle
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from torch import Tensor, nn
 
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_mean
 from ex4d.metrics.video import check_paired_sets
-from ex4d.metrics.weights import resolve_weights
-from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.metrics.weights import MetricUnavailable, resolve_weights
+from ex4d.utils.errors import InputError
 
 
 def _frames01(video: Tensor) -> Tensor:
@@ -50,69 +51,52 @@ def ssim_video(pred: Tensor, target: Tensor) -> float:
     return float(vals.mean())
 
 
-class LPIPSAlex(nn.Module):
-    """LPIPS (AlexNet, v0.1): (N, 3, H, W) float in [-1, 1] pairs -> (N,) distances.
+@contextlib.contextmanager
+def _torch_hub_dir(path: Path) -> Iterator[None]:
+    """Point ``torch.hub``'s cache at ``path`` for the duration of the block (process-global; restored after)."""
+    import torch.hub
 
-    Random-weight construction for tests; :meth:`from_files` loads the backbone and the linear heads.
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(path))
+    try:
+        yield
+    finally:
+        torch.hub.set_dir(previous)
+
+
+def load_lpips_alex(alexnet_path: str | Path) -> nn.Module:
+    """torchmetrics' ``LearnedPerceptualImagePatchSimilarity(net_type="alex")`` with a local AlexNet backbone.
+
+    torchmetrics builds the backbone as ``torchvision.models.alexnet(weights=AlexNet_Weights.DEFAULT)``,
+    which reads ``<torch hub dir>/checkpoints/alexnet-owt-7be5be79.pth`` and downloads it only when that
+    file is absent. So the hub cache is pointed, for the construction only, at a temporary folder whose
+    ``checkpoints/`` holds a link to our checked file under torchvision's file name: torchvision then loads
+    it strictly, and nothing is downloaded. The LPIPS v0.1 linear heads ship inside torchmetrics.
+
+    Returns:
+        the metric in ``normalize=True`` mode (inputs (N, 3, H, W) float in [0, 1]), ``reduction="mean"``.
+
+    Raises:
+        MetricUnavailable: torchvision matching torch is not importable.
+        InputError: the file is not torchvision's AlexNet state dict.
     """
-
-    channels = (64, 192, 384, 256, 256)
-
-    def __init__(self) -> None:
-        super().__init__()
-        # torchvision AlexNet ``features`` indices 0..11; parameters at 0, 3, 6, 8, 10.
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(),
-            nn.MaxPool2d(3, 2), nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(),
-            nn.MaxPool2d(3, 2), nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
-        )  # fmt: skip
-        self.taps = (1, 4, 7, 9, 11)  # outputs of relu1..relu5
-        self.lins = nn.ModuleList([nn.Conv2d(c, 1, 1, bias=False) for c in self.channels])
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    @staticmethod
-    def bundled_heads_path() -> Path:
-        """The LPIPS linear heads that ship inside torchmetrics."""
-        import torchmetrics.functional.image.lpips as tm_lpips
-
-        return Path(inspect.getfile(tm_lpips)).parent / "lpips_models" / "alex.pth"
-
-    @classmethod
-    def from_files(cls, alexnet_path: str | Path, heads_path: str | Path | None = None) -> LPIPSAlex:
-        m = cls()
-        state = torch.load(alexnet_path, map_location="cpu", weights_only=True)
-        feats = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-        if not feats:
-            raise InputError(f"{alexnet_path}: no 'features.*' parameters; expected torchvision's AlexNet weights")
-        m.features.load_state_dict(feats)
-        heads_path = Path(heads_path) if heads_path is not None else cls.bundled_heads_path()
-        if not heads_path.exists():
-            raise MissingWeightsError(f"missing LPIPS linear heads: {heads_path} (they ship with torchmetrics)")
-        heads = torch.load(heads_path, map_location="cpu", weights_only=True)
-        for i, lin in enumerate(m.lins):
-            lin.weight.data.copy_(heads[f"lin{i}.model.1.weight"])
-        return m
-
-    @torch.no_grad()
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        def taps(x: Tensor) -> list[Tensor]:
-            x = (x - self.shift) / self.scale
-            out = []
-            for j, layer in enumerate(self.features):
-                x = layer(x)
-                if j in self.taps:
-                    out.append(x / torch.sqrt((x**2).sum(1, keepdim=True) + 1e-8))
-            return out
-
-        total = 0.0
-        for lin, fa, fb in zip(self.lins, taps(a), taps(b)):
-            total = total + lin((fa - fb) ** 2).mean(dim=(2, 3))
-        return total.flatten()
+    try:
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+        from torchvision.models import AlexNet_Weights
+    except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
+        raise MetricUnavailable(
+            f"LPIPS needs torchvision matching torch {torch.__version__} (pip install -e '.[eval]'): {e}"
+        ) from e
+    expected_name = Path(AlexNet_Weights.DEFAULT.url).name
+    with tempfile.TemporaryDirectory(prefix="ex4d-lpips-hub-") as hub:
+        (Path(hub) / "checkpoints").mkdir()
+        (Path(hub) / "checkpoints" / expected_name).symlink_to(Path(alexnet_path).resolve())
+        try:
+            with _torch_hub_dir(Path(hub)):
+                metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="mean", normalize=True)
+        except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # strict load_state_dict / not a torch file
+            raise InputError(f"{alexnet_path}: not torchvision's AlexNet weights ({str(e)[:300]})") from e
+    return metric.eval()
 
 
 @dataclass
@@ -138,7 +122,9 @@ class ImageMetrics:
 
     Args:
         lpips: compute LPIPS (needs the AlexNet weights; a missing file raises MissingWeightsError, which
-            ``run_or_skip`` reports as a skip). An ``LPIPSAlex`` instance may be injected via ``lpips_model``.
+            ``run_or_skip`` reports as a skip).
+        lpips_model: an injected torchmetrics LPIPS metric (``reset`` / ``update(a, b)`` on [0, 1] frames /
+            ``compute``), instead of loading it from ``weights_path``.
     """
 
     def __init__(
@@ -165,16 +151,18 @@ class ImageMetrics:
     def lpips_model(self) -> nn.Module:
         if self._lpips is None:
             path = resolve_weights("lpips_alexnet", self.weights_path, self.sha256, self.weights_root)
-            self._lpips = LPIPSAlex.from_files(path).to(self.device)
+            self._lpips = load_lpips_alex(path).to(self.device)
         return self._lpips
 
+    @torch.no_grad()
     def lpips_video(self, pred: Tensor, target: Tensor) -> float:
-        a, b = _frames01(pred) * 2 - 1, _frames01(target) * 2 - 1
-        vals = [
-            self.lpips_model(a[i : i + self.batch_size].to(self.device), b[i : i + self.batch_size].to(self.device)).cpu()
-            for i in range(0, a.shape[0], self.batch_size)
-        ]
-        return float(torch.cat(vals).mean())
+        """Mean per-frame LPIPS of two (T, H, W, 3) uint8 videos (the metric averages over the frames it saw)."""
+        metric = self.lpips_model
+        a, b = _frames01(pred), _frames01(target)
+        metric.reset()
+        for i in range(0, a.shape[0], self.batch_size):
+            metric.update(a[i : i + self.batch_size].to(self.device), b[i : i + self.batch_size].to(self.device))
+        return float(metric.compute())
 
     def __call__(
         self, generated: Sequence[Tensor | np.ndarray], targets: Sequence[Tensor | np.ndarray], names: Sequence[str] | None = None

@@ -22,9 +22,9 @@ Dimensions (score per video, then the mean over videos; all in [0, 1], higher is
   ``round(fps / 8)``-th frame); a pair's score is the mean of the top 5% flow magnitudes; a video is
   dynamic when at least ``round(4 * n / 16)`` pairs exceed ``6 * max(1, 8 / fps) * min(H, W) / 256``
   pixels (n = frames after subsampling). The dimension is the fraction of dynamic videos. VBench uses
-  RAFT (raft-things, 20 iterations); ``flow="raft"`` loads torchvision's port of it where torchvision
-  works, ``flow="dis"`` is OpenCV's DIS flow (no weights), a documented fallback reported as
-  ``dynamic_degree_dis``.
+  RAFT (raft-things, 20 iterations); ``flow="raft"`` (default) loads torchvision's port of it
+  (``raft_large``, local ``raft_large_C_T_V1-22a6c225.pth``); ``flow="dis"`` is OpenCV's DIS flow (no
+  weights), a documented fallback reported as ``dynamic_degree_dis``.
 * ``aesthetic_quality``: CLIP ViT-L/14 image embeddings (L2-normalised) through the LAION aesthetic
   linear head (``sa_0_4_vit_l_14_linear.pth``), divided by 10, averaged over frames.
   **``vbench_aq``** is this number: the likely paper-comparable "VBench" score of EX-4D's Table 1
@@ -45,6 +45,7 @@ when all videos have the same length, as in our benchmarks).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,8 +195,8 @@ class RaftTorchvisionFlow:
     """RAFT (large, 20 iterations) through torchvision's implementation, from a local weights file.
 
     torchvision's ``raft_large`` with the ``C_T_V1`` weights is its port of the original raft-things
-    checkpoint that VBench loads. Needs a torchvision build matching torch (not available with the CPU
-    torch here: the PyPI torchvision wheel is CUDA-built).
+    checkpoint that VBench loads. The network is built with ``weights=None`` (nothing downloads) and the
+    local file loaded strictly. torchvision (the ``eval`` extra, matching torch) is imported only here.
     """
 
     def __init__(self, weights_path: str | Path, device: str | torch.device = "cpu", iters: int = 20) -> None:
@@ -203,11 +204,14 @@ class RaftTorchvisionFlow:
             from torchvision.models.optical_flow import raft_large
         except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
             raise MetricUnavailable(
-                f"dynamic degree with RAFT needs torchvision matching torch {torch.__version__} ({e}); "
-                "install it, or use flow='dis' (OpenCV DIS fallback)"
+                f"dynamic degree with RAFT needs torchvision matching torch {torch.__version__} "
+                f"(pip install -e '.[eval]') ({e}); or use flow='dis' (OpenCV DIS fallback)"
             ) from e
         self.model = raft_large(weights=None, progress=False)
-        self.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        try:
+            self.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # strict load / not a torch file
+            raise InputError(f"{weights_path}: not torchvision's raft_large weights ({str(e)[:300]})") from e
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.iters = iters
@@ -215,7 +219,11 @@ class RaftTorchvisionFlow:
     @torch.no_grad()
     def __call__(self, a: Tensor, b: Tensor) -> Tensor:
         h, w = a.shape[-2:]
-        ph, pw = (8 - h % 8) % 8, (8 - w % 8) % 8  # RAFT needs sizes divisible by 8 (VBench pads likewise)
+        # RAFT needs sizes divisible by 8 (VBench pads likewise, replicating the border). torchvision's
+        # correlation pyramid also needs 1/8-scale maps of >= 16 px, so frames under 128 px are padded
+        # up to 128 (the original RAFT has no such limit; only such tiny frames see the extra border).
+        ph = max(128, -(-h // 8) * 8) - h
+        pw = max(128, -(-w // 8) * 8) - w
         pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
         a1 = F.pad(a, pad, mode="replicate").to(self.device) / 127.5 - 1.0
         b1 = F.pad(b, pad, mode="replicate").to(self.device) / 127.5 - 1.0

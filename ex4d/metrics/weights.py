@@ -59,7 +59,7 @@ METRIC_WEIGHTS: dict[str, WeightsFile] = {
             "fid_inception",
             "pt_inception-2015-12-05-6726825d.pth",
             "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth "
-            "(the same file as torch-fidelity's weights-inception-2015-12-05-6726825d.pth)",
+            "(the same file as torch-fidelity's weights-inception-2015-12-05-6726825d.pth, which it loads)",
             sha256="6726825d",
             used_by="FID, KID",
         ),
@@ -108,15 +108,15 @@ METRIC_WEIGHTS: dict[str, WeightsFile] = {
             "raft_large",
             "raft_large_C_T_V1-22a6c225.pth",
             "https://download.pytorch.org/models/raft_large_C_T_V1-22a6c225.pth (torchvision's port of RAFT "
-            "raft-things, the model VBench uses; needs a torchvision build matching torch)",
+            "raft-things, the model VBench uses; loaded into torchvision's raft_large)",
             sha256="22a6c225",
             used_by="vbench dynamic_degree (RAFT)",
         ),
         WeightsFile(
             "lpips_alexnet",
             "alexnet-owt-7be5be79.pth",
-            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth (LPIPS backbone; the LPIPS linear "
-            "heads ship inside torchmetrics)",
+            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth (torchvision's AlexNet, the LPIPS "
+            "backbone; the LPIPS linear heads ship inside torchmetrics)",
             sha256="7be5be79",
             used_by="LPIPS",
         ),

@@ -10,6 +10,7 @@ from ex4d.metrics.vbench import (
     DynamicDegree,
     ImagingQuality,
     MotionSmoothness,
+    RaftTorchvisionFlow,
     SubjectConsistency,
     clip_preprocess,
     consistency_score,
@@ -129,6 +130,36 @@ def test_dynamic_degree_static_zero_moving_one():
     assert r.per_video == [0.0, 1.0] and r.score.value == 0.5
     with pytest.raises(InputError, match="flow"):
         DynamicDegree(flow="farneback")
+
+
+def test_dynamic_degree_raft_is_torchvision_raft_large_from_a_local_file(tmp_path, monkeypatch):
+    from torchvision.models.optical_flow import RAFT, raft_large
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    torch.manual_seed(0)
+    path = tmp_path / "raft-random.pth"
+    torch.save(raft_large(weights=None).state_dict(), path)  # random weights of the real class
+    dd = DynamicDegree(flow="raft", fps=8.0, weights_path=path, sha256="", n_boot=10)
+    assert dd.report_name == "dynamic_degree"
+    raft = dd.flow
+    assert isinstance(raft, RaftTorchvisionFlow) and isinstance(raft.model, RAFT) and raft.iters == 20
+    torch.testing.assert_close(raft.model.state_dict()["update_block.flow_head.conv2.weight"],
+                               torch.load(path, weights_only=True)["update_block.flow_head.conv2.weight"])
+    raft.iters = 2  # the padding/cropping is what is checked here, not RAFT's refinement
+    frames = torch.rand(2, 3, 130, 140) * 255  # not multiples of 8: padded for RAFT, cropped back
+    for h, w in ((130, 140), (36, 52)):  # under 128 px: padded up to torchvision's minimum
+        flow = raft(frames[:1, :, :h, :w], frames[1:, :, :h, :w])
+        assert flow.shape == (1, 2, h, w) and torch.isfinite(flow).all()
+    res = dd([static_video(3, h=32, w=48)])  # the tiny benchmark's generated size
+    assert res.score.n == 1 and res.per_video[0] in (0.0, 1.0)
+    torch.save({"update_block.flow_head.conv2.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="not torchvision's raft_large weights"):
+        RaftTorchvisionFlow(tmp_path / "bad.pth")
+    res = run_vbench([DynamicDegree(weights_root=tmp_path / "none")], [static_video(3)])
+    assert isinstance(res["dynamic_degree"], Skipped) and "raft_large_C_T_V1-22a6c225.pth" in res["dynamic_degree"].reason
 
 
 def test_aesthetic_quality_is_vbench_aq(tiny_clip_dir, tmp_path):

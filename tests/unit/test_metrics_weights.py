@@ -1,6 +1,8 @@
 """Local weights resolution, sha256 checks and skip-with-message (ex4d.metrics.weights)."""
 
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +66,14 @@ def test_registry_and_default_dir(tmp_path, monkeypatch):
     assert weights_dir() == tmp_path / "metrics"
     for key, spec in METRIC_WEIGHTS.items():
         assert spec.key == key and spec.filename and spec.source
+
+
+def test_importing_the_metrics_package_loads_no_torchvision_or_torch_fidelity():
+    # The GPU host runs generation with a torch that has no matching torchvision: only building a metric
+    # that needs them may import them.
+    code = (
+        "import sys, ex4d.metrics, ex4d.metrics.fid, ex4d.metrics.image, ex4d.metrics.vbench\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'torch_fidelity', 'torchmetrics'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
