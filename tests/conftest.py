@@ -41,3 +41,25 @@ def compose(tmp_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def masked_video(T: int, H: int, W: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A generator input: random (T, H, W, 3) uint8 colour, black where the (T, H, W) bool mask (70 % valid,
+    frame 0 all valid, as the DW-Mesh stage writes it) is False."""
+    rng = np.random.default_rng(seed)
+    colour = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+    mask = rng.random((T, H, W)) > 0.3
+    mask[0] = True
+    colour[~mask] = 0
+    return colour, mask
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fail any torch.hub download (metric extractors must load local files only)."""
+    import torch
+
+    def refuse(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 import time
@@ -506,10 +507,12 @@ def lever_video_rows(args, comps, model, budget, table, state: dict, which: str)
         try:
             gen = EX4DGenerator(comps, model, settings, device=device, memory_mode="gpu", reversible=True)
             note = ""
-            if compiled:  # compile (or load from inductor's cache) on a 2-step video first, not in the timing
+            if compiled:  # compile (or load from inductor's cache) on a short video first, not in the timing
                 t0 = time.perf_counter()
+                # enough steps that a truncated CFG also runs its batch-1 steps (both block variants compile)
+                warm = 2 if settings.cfg_truncate_after >= 1.0 else max(2, math.ceil(1 / (1 - settings.cfg_truncate_after)))
                 gen(colour, mask, prompt_embeds=pos, negative_prompt_embeds=neg,
-                    settings=dataclasses.replace(settings, num_steps=2), return_latents=True)
+                    settings=dataclasses.replace(settings, num_steps=warm), return_latents=True)
                 note = f"warm-up (compile) {time.perf_counter() - t0:.0f} s, not timed"
             gen.clear_cache()  # a first video of its source frame: no cached CLIP tokens / first-frame latent
             _sync(device)

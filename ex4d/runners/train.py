@@ -68,6 +68,24 @@ def check_shape(data: DictConfig) -> None:
         raise InputError(f"data.height={H}, data.width={W}: both must be multiples of {SIZE_MULTIPLE}")
 
 
+def resolve_compile_blocks(cfg: DictConfig) -> bool:
+    """``module.compile_blocks``: ``auto`` = on, except under DeepSpeed ZeRO-3, where regional compile of the
+    checkpointed blocks failed on 2x H100 (docs/performance.md); ``true`` there is refused. The module only
+    compiles on CUDA, so on a CPU any value trains eagerly. Writes the decision back into ``cfg.module``."""
+    value = cfg.module.get("compile_blocks", False)
+    zero3 = int(cfg.strategy.get("stage", 0) or 0) == 3
+    if value == "auto":
+        value = not zero3
+    elif not isinstance(value, bool):
+        raise InputError(f"module.compile_blocks: expected auto, true or false, got {value!r}")
+    elif value and zero3:
+        raise InputError("module.compile_blocks=true does not work with DeepSpeed ZeRO-3 (strategy stage 3: the "
+                         "recompute of the compiled, checkpointed blocks fails); use compile_blocks=auto/false or "
+                         "strategy=deepspeed_zero2")
+    cfg.module.compile_blocks = bool(value)
+    return bool(value)
+
+
 def build_strategy(cfg: DictConfig):
     """A strategy object from ``_target_``, or the name string (``strategy=auto``)."""
     if cfg.get("_target_"):
@@ -122,6 +140,7 @@ def run_train(cfg: DictConfig) -> dict:
     (also in ``summary.json``): run directory and id, steps, final metrics, adapter and checkpoint paths."""
     t0 = time.perf_counter()
     check_shape(cfg.data)
+    resolve_compile_blocks(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):
         raise InputError("trainer.use_distributed_sampler must be false: the shard loader splits clips across ranks "
                          "itself and replays them exactly on resume (ex4d/training/data.py)")

@@ -22,6 +22,7 @@ from ex4d.model.adapter import LoraSettings, build_ex4d_transformer
 from ex4d.model.wan import build_tiny_wan
 from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings
 from ex4d.pipelines.parallel import ParallelSettings, init_distributed
+from tests.conftest import masked_video
 
 ROOT = Path(__file__).resolve().parents[2]
 T, H, W = 5, 32, 64  # latent 2 x 4 x 8 -> 2 x 2 x 4 = 16 DiT tokens, 8 per rank
@@ -35,12 +36,7 @@ def _free_port() -> int:
 
 
 def _video():
-    rng = np.random.default_rng(0)
-    colour = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
-    mask = rng.random((T, H, W)) > 0.3
-    mask[0] = True
-    colour[~mask] = 0
-    return colour, mask
+    return masked_video(T, H, W)
 
 
 def _generator(parallel=None, device="cpu") -> EX4DGenerator:

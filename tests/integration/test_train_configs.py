@@ -119,3 +119,27 @@ def test_prompt_cache_round_trip_skips_the_text_encoder(tmp_path):
 
     second = module(NoTextEncoder())
     assert (second.text_empty == first.text_empty).all()
+
+
+@pytest.mark.parametrize("strategy, value, expected", [
+    ("auto", "auto", True), ("deepspeed_zero2", "auto", True), ("deepspeed_zero3", "auto", False),
+    ("deepspeed_zero3_offload", "auto", False), ("deepspeed_zero3", False, False), ("ddp", True, True),
+])
+def test_compile_blocks_auto_is_off_only_under_zero3(compose, strategy, value, expected):
+    from ex4d.runners.train import resolve_compile_blocks
+
+    cfg = compose("train", [f"strategy={strategy}", f"module.compile_blocks={str(value).lower()}"])
+    assert resolve_compile_blocks(cfg) is expected and cfg.module.compile_blocks is expected
+
+
+def test_compile_blocks_true_with_zero3_is_refused_before_loading(compose, tmp_path):
+    from ex4d.runners.train import run_train
+    from ex4d.utils.errors import InputError
+
+    cfg = compose("train", ["strategy=deepspeed_zero3", "module.compile_blocks=true", f"output_dir={tmp_path}"])
+    with pytest.raises(InputError, match="compile_blocks=true does not work with DeepSpeed ZeRO-3"):
+        run_train(cfg)
+    from ex4d.runners.train import resolve_compile_blocks
+
+    with pytest.raises(InputError, match="module.compile_blocks"):
+        resolve_compile_blocks(compose("train", ["module.compile_blocks=sometimes"]))

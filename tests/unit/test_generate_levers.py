@@ -3,7 +3,6 @@ not. Tiny random model on the CPU (TEST ONLY: outputs are noise; we test exactne
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from ex4d.pipelines.memory import (
     sdpa_backends_used,
 )
 from ex4d.utils.errors import InputError
+from tests.conftest import masked_video
 
 T, H, W = 5, 16, 16
 STEPS = 2
@@ -31,12 +31,7 @@ def fast(**kw) -> GenerateSettings:
 
 @pytest.fixture(scope="module")
 def video():
-    rng = np.random.default_rng(0)
-    colour = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
-    mask = rng.random((T, H, W)) > 0.3
-    mask[0] = True
-    colour[~mask] = 0
-    return colour, mask
+    return masked_video(T, H, W)
 
 
 def _model(dtype=torch.float32, seed=1):

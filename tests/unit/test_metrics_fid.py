@@ -77,14 +77,6 @@ def test_missing_weights_skip_names_the_file(tmp_path):
 # ---- torch-fidelity's FeatureExtractorInceptionV3 (what torchmetrics' FID/KID run), random weights ----
 
 
-@pytest.fixture
-def no_download(monkeypatch):
-    def refuse(url, *args, **kwargs):
-        raise AssertionError(f"tried to download {url}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-
-
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory):
     """(path, sha256) of a random-weight state dict of the real class, saved as the released file is."""

@@ -26,14 +26,6 @@ def test_psnr_ssim_known_values():
     assert ssim_video(video(seed=2), video(seed=3)) < 0.2
 
 
-@pytest.fixture
-def no_download(monkeypatch):
-    def refuse(url, *args, **kwargs):
-        raise AssertionError(f"tried to download {url}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-
-
 @pytest.fixture(scope="module")
 def alexnet_file(tmp_path_factory):
     """(path, sha256) of a random-weight state dict of torchvision's AlexNet (the file layout LPIPS loads)."""

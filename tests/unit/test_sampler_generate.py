@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,6 +10,7 @@ from ex4d.model.checkpoint import save_adapter
 from ex4d.model.wan import TinyWanLoader, build_tiny_wan
 from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings, build_generator, generate
 from ex4d.utils.errors import InputError
+from tests.conftest import masked_video
 
 T, H, W = 5, 32, 32
 FAST = GenerateSettings(num_steps=2, progress=False)
@@ -18,12 +18,7 @@ FAST = GenerateSettings(num_steps=2, progress=False)
 
 @pytest.fixture
 def video():
-    rng = np.random.default_rng(0)
-    colour = rng.integers(0, 256, (T, H, W, 3), dtype=np.uint8)
-    mask = rng.random((T, H, W)) > 0.3
-    mask[0] = True
-    colour[~mask] = 0
-    return colour, mask
+    return masked_video(T, H, W)
 
 
 def _gen(settings=FAST, memory_mode="gpu", rank=4) -> EX4DGenerator:
