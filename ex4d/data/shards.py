@@ -16,9 +16,9 @@ Layout of a shard folder::
 
 Why safetensors: memory-mapped, no pickle, header readable without loading the tensors (resume and
 index rebuilds read only the header). Extra tensors are allowed and passed through by the dataset:
-a later pass that caches VAE latents (TODO: ``latent_video``, ``latent_cond``, ``latent_mask`` written
-by a ``tools/cache_latents.py`` with the frozen Wan VAE) adds them to the same files without a new
-format.
+``tools/cache_latents.py`` (:mod:`ex4d.data.latents`) adds the VAE latents and CLIP tokens of each
+clip (``latent_video``, ``i2v_condition``, ``clip_tokens``, ``latent_cond``, ``latent_mask``) to the same
+files, with a ``latents`` record in the header, without a new format.
 """
 
 from __future__ import annotations

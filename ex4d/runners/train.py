@@ -86,6 +86,22 @@ def resolve_compile_blocks(cfg: DictConfig) -> bool:
     return bool(value)
 
 
+def check_shard_inputs(cfg: DictConfig) -> bool:
+    """Cached VAE latents / CLIP tokens in the shards (tools/cache_latents.py) must match this run's model
+    and conditioning settings; returns whether training uses them."""
+    from ex4d.data.latents import check_cached_latents
+    from ex4d.data.shards import INDEX_NAME
+    from ex4d.runners.cache_latents import training_latent_settings
+
+    shards = cfg.data.get("shards_dir")
+    if not shards or not (Path(shards) / INDEX_NAME).is_file():
+        return False
+    cached = check_cached_latents(shards, training_latent_settings(cfg))
+    log.info("shards %s: %s", shards, "cached VAE latents + CLIP tokens (the loader's per-epoch erosion does not "
+             "apply to them)" if cached else "no cached latents: 4 VAE encodes + CLIP per clip and step")
+    return cached
+
+
 def build_strategy(cfg: DictConfig):
     """A strategy object from ``_target_``, or the name string (``strategy=auto``)."""
     if cfg.get("_target_"):
@@ -141,6 +157,7 @@ def run_train(cfg: DictConfig) -> dict:
     t0 = time.perf_counter()
     check_shape(cfg.data)
     resolve_compile_blocks(cfg)
+    check_shard_inputs(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):
         raise InputError("trainer.use_distributed_sampler must be false: the shard loader splits clips across ranks "
                          "itself and replays them exactly on resume (ex4d/training/data.py)")

