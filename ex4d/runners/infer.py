@@ -177,8 +177,9 @@ def run_context_parallel(cfg: DictConfig, parallel) -> dict:
 
     stage = resolve_stage(cfg)
     if stage == "recon":
-        raise InputError(f"parallel.context={parallel.context} splits the generation stage; stage=recon has none "
-                         "(use stage=all or stage=generate)")
+        why = ("stage=auto found no generator weights (see the warning above)" if cfg.stage == "auto"
+               else "stage=recon has none (use stage=all or stage=generate)")
+        raise InputError(f"parallel.context={parallel.context} splits the generation stage; {why}")
     if stage != "generate" and list_inputs(str(cfg.input)) is not None:
         raise InputError(f"parallel.context={parallel.context} generates one video per launch; for a set of inputs "
                          f"({cfg.input}) use parallel.context=none trainer.devices=<GPUs> (one video per GPU)")

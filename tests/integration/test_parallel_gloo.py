@@ -2,7 +2,7 @@
 generator and ``torchrun ... infer.py parallel.context=ulysses`` equal the single-process results.
 
 ``ring`` is not run here: diffusers' ring attention needs a kernel that returns the log-sum-exp (cuDNN /
-flash on CUDA); tests/gpu/test_parallel_gpu.py covers it on 2 GPUs.
+flash on CUDA); tools/bench_parallel.py ran it on 2 H100s against the one-GPU output (docs/performance.md).
 """
 
 from __future__ import annotations

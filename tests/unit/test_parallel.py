@@ -95,6 +95,9 @@ def test_infer_refuses_recon_only_and_sets_of_inputs(compose, tmp_path):
     base = ["model=wan_tiny", "checkpoint=null", "parallel.context=ulysses", f"+output_dir={tmp_path / 'r'}"]
     with pytest.raises(InputError, match="stage=recon has none"):
         run_infer(compose("infer", [*base, "stage=recon"]))
+    missing = ["parallel.context=ulysses", f"paths.weights_dir={tmp_path}/none", f"+output_dir={tmp_path / 'm'}"]
+    with pytest.raises(InputError, match="stage=auto found no generator weights"):
+        run_infer(compose("infer", [*missing, "stage=auto"]))
     videos = tmp_path / "videos"
     videos.mkdir()
     for name in ("a.mp4", "b.mp4"):
