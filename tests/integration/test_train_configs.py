@@ -122,10 +122,11 @@ def test_prompt_cache_round_trip_skips_the_text_encoder(tmp_path):
 
 
 @pytest.mark.parametrize("strategy, value, expected", [
-    ("auto", "auto", True), ("deepspeed_zero2", "auto", True), ("deepspeed_zero3", "auto", False),
-    ("deepspeed_zero3_offload", "auto", False), ("deepspeed_zero3", False, False), ("ddp", True, True),
+    ("deepspeed_zero2", "auto", True), ("auto", "auto", False), ("ddp", "auto", False), ("fsdp", "auto", False),
+    ("deepspeed_zero3", "auto", False), ("deepspeed_zero3_offload", "auto", False), ("deepspeed_zero3", False, False),
+    ("ddp", True, True), ("auto", True, True),
 ])
-def test_compile_blocks_auto_is_off_only_under_zero3(compose, strategy, value, expected):
+def test_compile_blocks_auto_is_on_only_where_measured(compose, strategy, value, expected):
     from ex4d.runners.train import resolve_compile_blocks
 
     cfg = compose("train", [f"strategy={strategy}", f"module.compile_blocks={str(value).lower()}"])
