@@ -55,10 +55,8 @@ from ex4d.model.wan import (  # noqa: E402
     WAN_I2V_14B_TRANSFORMER_CONFIG,
     RandomWanLoader,
     WanComponents,
-    apply_keep_in_fp32,
     build_tiny_wan,
-    build_wan_transformer_meta,
-    random_init_,
+    random_wan_transformer,
 )
 from ex4d.pipelines.memory import efficient_attention, require_efficient_attention  # noqa: E402
 
@@ -81,11 +79,7 @@ def dit_flops(tokens: int, d: int = 5120, ffn: int = 13824, layers: int = 40, ct
 def random_transformer(device: torch.device, dtype: torch.dtype, seed: int = 0) -> torch.nn.Module:
     """The 14B I2V DiT with random weights (``RandomWanLoader``'s), built without ever holding fp32 weights."""
     t0 = time.perf_counter()
-    model = build_wan_transformer_meta()
-    model.to(dtype)  # meta: free
-    model.to_empty(device=device)
-    apply_keep_in_fp32(model)
-    random_init_(model, seed)
+    model = random_wan_transformer(device, dtype, seed)
     model.eval().requires_grad_(False)
     print(f"  random 14B DiT on {device} in {time.perf_counter() - t0:.1f} s "
           f"({sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params)")

@@ -34,18 +34,19 @@ sys.path.insert(0, str(ROOT / "tools"))
 from bench_generate import dit_flops, dit_inputs  # noqa: E402
 
 from ex4d.model.adapter import LoraSettings, build_ex4d_transformer  # noqa: E402
-from ex4d.model.wan import RandomWanLoader  # noqa: E402
+from ex4d.model.wan import (  # noqa: E402
+    TINY_CLIP_CONFIG,
+    TINY_TRANSFORMER_CONFIG,
+    TINY_VAE_CONFIG,
+    RandomWanLoader,
+)
 from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings  # noqa: E402
 from ex4d.pipelines.memory import efficient_attention  # noqa: E402
 from ex4d.pipelines.parallel import ParallelSettings, init_distributed  # noqa: E402
 
 GIB = 1024**3
-# --tiny: small random shapes of the same classes (CPU dry run)
-TINY = {"transformer": {"num_attention_heads": 2, "attention_head_dim": 12, "ffn_dim": 32, "num_layers": 1,
-                        "text_dim": 16, "freq_dim": 32, "image_dim": 16, "added_kv_proj_dim": 24},
-        "vae": {"base_dim": 8},
-        "image_encoder": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                          "image_size": 28, "patch_size": 14, "projection_dim": 16}}
+# --tiny: the tiny test model's shapes through the same random loader (CPU dry run)
+TINY = {"transformer": TINY_TRANSFORMER_CONFIG, "vae": TINY_VAE_CONFIG, "image_encoder": TINY_CLIP_CONFIG}
 
 
 def sync_device() -> None:

@@ -531,13 +531,7 @@ class RandomWanLoader:
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         device = self.run_device()
-        transformer = build_wan_transformer_meta(self.transformer_config)
-        transformer.to(self.dtype)  # on meta: free
-        transformer.to_empty(device=device)
-        # fp32 norms / modulation / time embedder as from_pretrained(torch_dtype=bf16) leaves them; the rotary
-        # tables (non-persistent buffers, garbage after to_empty) rebuilt
-        apply_keep_in_fp32(transformer)
-        random_init_(transformer, self.seed)
+        transformer = random_wan_transformer(device, self.dtype, self.seed, self.transformer_config)
         with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(self.seed)
             vae = AutoencoderKLWan(**self.vae_config).to(self.dtype)
@@ -558,6 +552,21 @@ class RandomWanLoader:
 
     def __repr__(self) -> str:
         return f"RandomWanLoader(seed={self.seed}, dtype={self.dtype}) [BENCHMARK ONLY: random weights]"
+
+
+def random_wan_transformer(device: torch.device | str, dtype: torch.dtype, seed: int = 0,
+                           config: dict[str, Any] | None = None) -> nn.Module:
+    """A ``WanTransformer3DModel`` (default the 14B I2V shape) with random weights, made directly on ``device``
+    in ``dtype``: built on the meta device, materialised with ``to_empty`` (never holding fp32 weights) and
+    filled by :func:`random_init_`. BENCHMARK ONLY."""
+    transformer = build_wan_transformer_meta(config)
+    transformer.to(dtype)  # on meta: free
+    transformer.to_empty(device=device)
+    # fp32 norms / modulation / time embedder as from_pretrained(torch_dtype=bf16) leaves them; the rotary
+    # tables (non-persistent buffers, garbage after to_empty) rebuilt
+    apply_keep_in_fp32(transformer)
+    random_init_(transformer, seed)
+    return transformer
 
 
 @torch.no_grad()

@@ -7,24 +7,26 @@ import csv
 
 import pytest
 import torch
+from omegaconf import open_dict
 
-from ex4d.model.wan import WAN_I2V_14B_TRANSFORMER_CONFIG, RandomWanLoader
+from ex4d.model.wan import (
+    TINY_CLIP_CONFIG,
+    TINY_TRANSFORMER_CONFIG,
+    TINY_VAE_CONFIG,
+    WAN_I2V_14B_TRANSFORMER_CONFIG,
+    RandomWanLoader,
+)
 from ex4d.runners.train import run_train
 from ex4d.training.data import SyntheticClips, collate_training
 from ex4d.training.module import LATENT_KEYS
 from ex4d.utils.errors import InputError
 
-SMALL_DIT = {"num_attention_heads": 2, "attention_head_dim": 12, "ffn_dim": 32, "num_layers": 1, "text_dim": 16,
-             "added_kv_proj_dim": 24,
-             "freq_dim": 32, "image_dim": 16}
-SMALL_VAE = {"base_dim": 8}
-SMALL_CLIP = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-              "image_size": 28, "patch_size": 14, "projection_dim": 16}
+# the tiny model's shapes, made by the random loader's code path
+SMALL = {"transformer": TINY_TRANSFORMER_CONFIG, "vae": TINY_VAE_CONFIG, "image_encoder": TINY_CLIP_CONFIG}
 
 
 def _loader(**kw) -> RandomWanLoader:
-    return RandomWanLoader(dtype="float32", device="cpu", transformer=SMALL_DIT, vae=SMALL_VAE,
-                           image_encoder=SMALL_CLIP, **kw)
+    return RandomWanLoader(dtype="float32", device="cpu", **SMALL, **kw)
 
 
 def test_random_loader_defaults_to_the_real_14b_shape_and_is_seeded():
@@ -57,15 +59,14 @@ def test_train_py_runs_real_steps_on_random_weights_and_synthetic_clips(compose,
     out = tmp_path / "run"
     cfg = compose("train", [
         "model=wan_i2v_14b_random", "model.dtype=float32", "model.device=cpu",
-        *[f"+model.transformer.{k}={v}" for k, v in SMALL_DIT.items()],
-        *[f"+model.vae.{k}={v}" for k, v in SMALL_VAE.items()],
-        *[f"+model.image_encoder.{k}={v}" for k, v in SMALL_CLIP.items()],
         "data=synthetic", "data.num_clips=4", "data.num_frames=5", "data.height=32", "data.width=32",
         "data.num_workers=0", "+data.shards.image_tokens=5", "+data.shards.image_dim=16",
         "module.encoder_hidden_channels=16", "module.num_val_samples=0",
         "trainer=cpu", "logger=csv", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
         f"output_dir={out}",
     ])
+    with open_dict(cfg):
+        cfg.model.update(SMALL)  # the shape overrides a user would give as +model.transformer.<key>=...
     summary = run_train(cfg)
     assert summary["global_step"] == 3
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
