@@ -25,7 +25,6 @@ or streaming: ``fid.update(video, real=False)`` per video, then ``fid.compute()`
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from torch import Tensor, nn
 from ex4d.metrics.frechet import FeatureStats, frechet_distance_from_stats, kernel_inception_distance
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_statistic
 from ex4d.metrics.video import as_video, check_paired_sets
-from ex4d.metrics.weights import MetricUnavailable, resolve_weights
+from ex4d.metrics.weights import eval_extra_imports, resolve_weights, strict_weights_load
 from ex4d.utils.errors import InputError
 
 FeatureExtractor = Callable[[Tensor], Tensor]
@@ -69,17 +68,10 @@ def load_fid_inception(path: str | Path) -> InceptionPoolFeatures:
         MetricUnavailable: torch-fidelity (or a torchvision matching torch) is not importable.
         InputError: the file is not the FID Inception-v3 state dict.
     """
-    try:
+    with eval_extra_imports("FID/KID", "torch-fidelity with a torchvision"):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
-        raise MetricUnavailable(
-            f"FID/KID need torch-fidelity with a torchvision matching torch {torch.__version__} "
-            f"(pip install -e '.[eval]'): {e}"
-        ) from e
-    try:
+    with strict_weights_load(path, "the FID Inception-v3 weights"):
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
-    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # strict load_state_dict / not a torch file
-        raise InputError(f"{path}: not the FID Inception-v3 weights ({str(e)[:300]})") from e
     return InceptionPoolFeatures(net)
 
 

@@ -11,7 +11,6 @@ torchvision is imported only when LPIPS is built.
 from __future__ import annotations
 
 import contextlib
-import pickle
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_mean
 from ex4d.metrics.video import check_paired_sets
-from ex4d.metrics.weights import MetricUnavailable, resolve_weights
+from ex4d.metrics.weights import eval_extra_imports, resolve_weights, strict_weights_load
 from ex4d.utils.errors import InputError
 
 
@@ -80,22 +79,15 @@ def load_lpips_alex(alexnet_path: str | Path) -> nn.Module:
         MetricUnavailable: torchvision matching torch is not importable.
         InputError: the file is not torchvision's AlexNet state dict.
     """
-    try:
+    with eval_extra_imports("LPIPS", "torchvision"):
         from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
         from torchvision.models import AlexNet_Weights
-    except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
-        raise MetricUnavailable(
-            f"LPIPS needs torchvision matching torch {torch.__version__} (pip install -e '.[eval]'): {e}"
-        ) from e
     expected_name = Path(AlexNet_Weights.DEFAULT.url).name
     with tempfile.TemporaryDirectory(prefix="ex4d-lpips-hub-") as hub:
         (Path(hub) / "checkpoints").mkdir()
         (Path(hub) / "checkpoints" / expected_name).symlink_to(Path(alexnet_path).resolve())
-        try:
-            with _torch_hub_dir(Path(hub)):
-                metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="mean", normalize=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # strict load_state_dict / not a torch file
-            raise InputError(f"{alexnet_path}: not torchvision's AlexNet weights ({str(e)[:300]})") from e
+        with strict_weights_load(alexnet_path, "torchvision's AlexNet weights"), _torch_hub_dir(Path(hub)):
+            metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="mean", normalize=True)
     return metric.eval()
 
 

@@ -45,7 +45,6 @@ when all videos have the same length, as in our benchmarks).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +56,14 @@ from torch import Tensor, nn
 
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_mean
 from ex4d.metrics.video import as_video, center_crop, resize_shorter_side
-from ex4d.metrics.weights import MetricUnavailable, Skipped, resolve_weights, run_or_skip
+from ex4d.metrics.weights import (
+    MetricUnavailable,
+    Skipped,
+    eval_extra_imports,
+    resolve_weights,
+    run_or_skip,
+    strict_weights_load,
+)
 from ex4d.utils.errors import InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -200,18 +206,12 @@ class RaftTorchvisionFlow:
     """
 
     def __init__(self, weights_path: str | Path, device: str | torch.device = "cpu", iters: int = 20) -> None:
-        try:
+        with eval_extra_imports("dynamic degree with RAFT", "torchvision",
+                                hint="; or use flow='dis' (OpenCV DIS fallback)"):
             from torchvision.models.optical_flow import raft_large
-        except Exception as e:  # ImportError, or RuntimeError from a torchvision built for another torch
-            raise MetricUnavailable(
-                f"dynamic degree with RAFT needs torchvision matching torch {torch.__version__} "
-                f"(pip install -e '.[eval]') ({e}); or use flow='dis' (OpenCV DIS fallback)"
-            ) from e
         self.model = raft_large(weights=None, progress=False)
-        try:
+        with strict_weights_load(weights_path, "torchvision's raft_large weights"):
             self.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-        except (RuntimeError, pickle.UnpicklingError, EOFError) as e:  # strict load / not a torch file
-            raise InputError(f"{weights_path}: not torchvision's raft_large weights ({str(e)[:300]})") from e
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.iters = iters

@@ -16,9 +16,11 @@ by default, so a truncated or wrong download is caught even where the full diges
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,31 @@ class Skipped:
 
 class MetricUnavailable(MissingWeightsError):
     """An optional package a metric needs is not importable; the message says which and how to install it."""
+
+
+@contextlib.contextmanager
+def eval_extra_imports(metric: str, packages: str, hint: str = "") -> Iterator[None]:
+    """Wrap the imports of a metric network from the ``eval`` extra: a failure (ImportError, or a
+    RuntimeError from a torchvision built for another torch) becomes :class:`MetricUnavailable` saying
+    ``<metric> needs <packages> matching torch <version> (pip install -e '.[eval]')``, then ``hint``."""
+    try:
+        yield
+    except Exception as e:
+        import torch
+
+        raise MetricUnavailable(
+            f"{metric} needs {packages} matching torch {torch.__version__} (pip install -e '.[eval]'): {e}{hint}"
+        ) from e
+
+
+@contextlib.contextmanager
+def strict_weights_load(path: str | Path, expected: str) -> Iterator[None]:
+    """Wrap a strict state-dict load of a metric network: a key / shape mismatch or a file that is not a
+    torch checkpoint becomes an :class:`InputError` naming the file and the weights ``expected``."""
+    try:
+        yield
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
+        raise InputError(f"{path}: not {expected} ({str(e)[:300]})") from e
 
 
 def run_or_skip(metric: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

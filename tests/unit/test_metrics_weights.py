@@ -77,3 +77,16 @@ def test_importing_the_metrics_package_loads_no_torchvision_or_torch_fidelity():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_missing_eval_extra_package_becomes_a_skip_naming_the_install_command():
+    from ex4d.metrics.weights import MetricUnavailable, Skipped, eval_extra_imports, run_or_skip
+
+    def build():
+        with eval_extra_imports("LPIPS", "torchvision", hint="; or skip it"):
+            import ex4d_no_such_package  # noqa: F401
+
+    with pytest.raises(MetricUnavailable, match=r"LPIPS needs torchvision matching torch .*pip install -e '\.\[eval\]'"
+                                                 r".*'ex4d_no_such_package'; or skip it"):
+        build()
+    assert isinstance(run_or_skip("lpips", build), Skipped)
