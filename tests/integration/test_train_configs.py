@@ -81,6 +81,7 @@ def test_module_and_datamodule_construct_without_loading(compose, tmp_path):
     cfg = compose("train", [f"output_dir={tmp_path}"])  # the 14B model: constructing loads nothing
     module = instantiate(cfg.module)
     assert module.model is None and module.lora.rank == 16 and module.flow.shift == 5.0
+    assert module.checkpoint_policy == "auto"  # decided in build, from the strategy
     assert module.sample.erosion_min == module.sample.erosion_max == 1  # the loader erodes already
     datamodule = instantiate(cfg.datamodule)
     assert datamodule.train_set is None and datamodule.batch_size == 1
