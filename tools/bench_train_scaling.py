@@ -10,8 +10,9 @@ Each point is the real training command, run as a subprocess (Lightning launches
 DiT (+ geometry encoder) forward, backward and the optimizer step, batch 1 per GPU at the configured clip
 shape (default 512x512x49, 13,312 tokens). Times come from the ``TrainingMonitor`` columns of rank 0's
 metrics.csv (wall time between optimizer steps); the first ``--warmup`` steps are dropped. Peak memory is
-rank 0's ``torch.cuda.max_memory_allocated`` (ranks are symmetric). MFU: (3 + 1) F per sample with
-gradient checkpointing (the recompute counted, as tools/bench_train.py's ``mfu``) and the strict 3F.
+rank 0's ``torch.cuda.max_memory_allocated`` (ranks are symmetric). MFU: the strict 3F per sample, and
+3F + the recompute of gradient checkpointing (tools/bench_train.py's ``step_flops``; the recompute depends
+on ``module.checkpoint_policy``, whose ``auto`` this script resolves as the module does).
 
     python3 tools/bench_train_scaling.py --devices 1,2 --strategy deepspeed_zero3 --json $OUT/scaling.json
 """
@@ -27,12 +28,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_generate import dit_flops  # noqa: E402  (the gpu.md FLOP formula of one 14B DiT forward)
+from bench_train import step_flops  # noqa: E402  (FLOPs per training step, gpu.md formula)
+
+from ex4d.training.checkpointing import resolve_checkpoint_policy  # noqa: E402
 from ex4d.training.module import dit_tokens  # noqa: E402
 
 
@@ -42,7 +46,7 @@ def run_point(args, devices: int, out_root: Path) -> dict:
            "trainer=gpu", f"trainer.devices={devices}", f"trainer.max_steps={args.warmup + args.steps}",
            "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0", "module.num_val_samples=0",
            f"data.num_frames={args.frames}", f"data.height={args.height}", f"data.width={args.width}",
-           f"lora.rank={args.rank}", "logger=csv", "callbacks=training_monitor", f"paths.output_dir={out_root}",
+           f"lora.rank={args.rank}", f"module.checkpoint_policy={args.checkpoint_policy}", "logger=csv", "callbacks=training_monitor", f"paths.output_dir={out_root}",
            *args.extra]
     env = {**os.environ, "EX4D_RUN_ID": run_id}
     print("$ EX4D_RUN_ID=%s %s" % (run_id, " ".join(cmd)), flush=True)
@@ -64,13 +68,14 @@ def run_point(args, devices: int, out_root: Path) -> dict:
     step_s = statistics.median(steps)
     tokens = dit_tokens(args.frames, args.height, args.width)
     per_gpu_tokens_s = tokens / step_s
-    flops = dit_flops(tokens)
+    policy = resolve_checkpoint_policy(args.checkpoint_policy, SimpleNamespace(zero_stage_3="zero3" in args.strategy))
+    flops = step_flops(tokens, 1, True, policy)
     peak = args.peak_tflops * 1e12
     return {
         "devices": devices, "strategy": args.strategy, "step_s": step_s, "step_s_all": steps,
         "tokens_per_s": per_gpu_tokens_s * devices, "tokens_per_s_per_gpu": per_gpu_tokens_s,
-        "peak_mem_gib_rank0": max(mem) if mem else None, "mfu": 4 * flops / step_s / peak,
-        "mfu_3f": 3 * flops / step_s / peak, "loss_finite": all(v == v for v in losses), "wall_s": wall,
+        "peak_mem_gib_rank0": max(mem) if mem else None, "checkpoint_policy": policy,
+        "mfu": flops["mfu"] / step_s / peak, "mfu_3f": flops["mfu_3f"] / step_s / peak, "loss_finite": all(v == v for v in losses), "wall_s": wall,
         "command": " ".join(cmd),
     }
 
@@ -85,6 +90,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--checkpoint-policy", default="auto", help="module.checkpoint_policy of the runs")
     p.add_argument("--peak-tflops", type=float, default=989.4, help="dense bf16 peak per GPU (H100 SXM / H200)")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--out-root", type=Path, default=Path("/tmp/ex4d_scaling"))
@@ -98,8 +104,9 @@ def main() -> None:
     points = [run_point(args, int(n), args.out_root) for n in args.devices.split(",")]
     base = next((q for q in points if q["devices"] == 1 and "error" not in q), None)
     print(f"\n{args.strategy}, {args.frames}x{args.height}x{args.width}, batch 1 per GPU, LoRA r{args.rank}, "
-          f"gradient checkpointing, random weights; card: {card}")
-    print("| GPUs | s/step | tokens/s | tokens/s per GPU | scaling eff. | peak GiB (rank 0) | MFU (3+1)F | MFU 3F |")
+          f"gradient checkpointing ({next((q['checkpoint_policy'] for q in points if 'error' not in q), '?')}), "
+          f"random weights; card: {card}")
+    print("| GPUs | s/step | tokens/s | tokens/s per GPU | scaling eff. | peak GiB (rank 0) | MFU 3F + recompute | MFU 3F |")
     print("|---|---|---|---|---|---|---|---|")
     for q in points:
         if "error" in q:

@@ -5,6 +5,8 @@
 #   bash tools/gpu_host.sh levers     # bench_generate --levers: the issue-6 table, under 9 minutes
 #   bash tools/gpu_host.sh parallel   # 2+ GPUs: one 480x832x81 video over all GPUs vs one (bench_parallel)
 #   bash tools/gpu_host.sh scaling    # 2+ GPUs: train.py ZeRO-3 on 1 and all GPUs (bench_train_scaling)
+#   bash tools/gpu_host.sh train      # bench_train: compiled ZeRO-2 steps, full vs selective checkpointing
+#   bash tools/gpu_host.sh profile    # profile_dit: kernel time per category, kernel-bound floor
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
@@ -37,5 +39,16 @@ case "${1:-tests}" in
     shift
     N=$(nvidia-smi -L | wc -l)
     python3 tools/bench_train_scaling.py --devices "1,$N" --json "$OUT/scaling.json" "$@" 2>&1 | tee "$OUT/scaling.log"
+    ;;
+  train)
+    shift
+    for policy in save_self_attention full; do
+      python3 tools/bench_train.py --compile --modes cached --steps 4 --warmup 3 --checkpoint-policy $policy \
+        --out "$OUT/bench_train_$policy.json" "$@" 2>&1 | tee "$OUT/bench_train_$policy.log"
+    done
+    ;;
+  profile)
+    shift
+    python3 tools/profile_dit.py --json "$OUT/profile_dit.json" "$@" 2>&1 | tee "$OUT/profile_dit.log"
     ;;
 esac
