@@ -16,6 +16,9 @@ is always possible.
 Every cached shard records the settings its inputs depend on (``meta["latents"]``: the backbone, the
 conditioning variants, the erosion); ``check_cached_latents`` compares them with the training config, so
 a run never trains on inputs encoded another way. Reruns skip clips whose record matches (resumable).
+A complete run also writes ``latents.json`` beside the index: the settings and the sha256 of the
+``index.jsonl`` they cover, so the check at training start reads one file instead of every shard header;
+it falls back to reading the headers when that file is missing or the index changed since.
 """
 
 from __future__ import annotations
@@ -25,13 +28,23 @@ from pathlib import Path
 
 import torch
 
-from ex4d.data.shards import CORE_KEYS, read_index, read_shard, read_shard_meta, sample_seed, write_shard
+from ex4d.data.shards import (
+    CORE_KEYS,
+    INDEX_NAME,
+    read_index,
+    read_shard,
+    read_shard_meta,
+    sample_seed,
+    write_shard,
+)
 from ex4d.masking.erosion import erode_masks
 from ex4d.utils.errors import InputError
+from ex4d.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
 LATENTS_META = "latents"
+SUMMARY_NAME = "latents.json"  # settings of a complete cache + the index it covers
 
 
 def latent_settings(backbone: str, mask_encoding: str, first_frame_rounding: str, clip_preprocess: str,
@@ -61,8 +74,10 @@ def cache_latents(shards_dir: str | Path, generator, settings: dict, *, overwrit
 
     root = Path(shards_dir)
     records = read_index(root)
+    complete = limit is None or int(limit) >= len(records)
     if limit is not None:
         records = records[: int(limit)]
+    (root / SUMMARY_NAME).unlink(missing_ok=True)  # rewritten below once every clip holds these settings
     erosion = settings["erosion"]
     written = existing = 0
     for rec in tqdm(records, desc="cache latents", unit="clip", disable=not progress):
@@ -87,14 +102,47 @@ def cache_latents(shards_dir: str | Path, generator, settings: dict, *, overwrit
         write_shard(path, tensors["frames"], tensors["mask"], tensors["depth"], tensors["K"],
                     {**meta, LATENTS_META: settings}, extra=extra)
         written += 1
+    if complete:
+        _write_summary(root, settings, len(records))
     summary = {"shards_dir": str(root), "clips": len(records), "written": written, "existing": existing}
     log.info("cached inputs in %s: %d written, %d already cached", root, written, existing)
     return summary
 
 
+def _write_summary(root: Path, settings: dict, clips: int) -> None:
+    import json
+    import os
+
+    tmp = root / f".{SUMMARY_NAME}.tmp"
+    tmp.write_text(json.dumps({"settings": settings, "clips": clips,
+                               "index_sha256": sha256_file(root / INDEX_NAME)}, indent=1))
+    os.replace(tmp, root / SUMMARY_NAME)
+
+
+def _read_summary(root: Path) -> dict | None:
+    """The settings of ``latents.json`` when it covers the current index, else None."""
+    import json
+
+    path = root / SUMMARY_NAME
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+        if summary["index_sha256"] == sha256_file(root / INDEX_NAME):
+            return summary["settings"]
+    except (ValueError, KeyError, TypeError, OSError):
+        log.warning("%s is unreadable: checking every shard header instead", path)
+    return None
+
+
 def cached_latent_settings(shards_dir: str | Path) -> dict | None:
-    """The cache record of the shards (None when they hold no cached inputs); every clip must agree."""
+    """The cache record of the shards (None when they hold no cached inputs); every clip must agree.
+    One read of ``latents.json`` when a complete cache run wrote it for the current index; otherwise every
+    shard header is read."""
     root = Path(shards_dir)
+    fast = _read_summary(root)
+    if fast is not None:
+        return fast
     found = {}
     for rec in read_index(root):
         found[rec["file"]] = read_shard_meta(root / rec["file"]).get(LATENTS_META)

@@ -4,14 +4,16 @@ settings are refused."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
+import ex4d.data.latents as latents
 from ex4d.data.latents import cached_latent_settings
-from ex4d.data.shards import ShardDataset, read_index, read_shard, sample_seed
+from ex4d.data.shards import INDEX_NAME, ShardDataset, read_index, read_shard, sample_seed, write_shard
 from ex4d.masking.erosion import erode_masks
 from ex4d.runners.cache_latents import run_cache_latents
 from ex4d.runners.train import run_train
@@ -78,3 +80,33 @@ def test_training_uses_the_cache_and_refuses_other_settings(compose, shards, tmp
     again = run_cache_latents(_cfg(compose, shards, "module.mask_encoding=fixed",
                                    "module.sample.mask_encoding=fixed", "overwrite=true"))
     assert again["written"] == 4 and cached_latent_settings(shards)["mask_encoding"] == "fixed"
+
+
+def test_the_check_reads_one_summary_file_and_falls_back_when_the_index_changes(compose, shards, monkeypatch):
+    run_cache_latents(_cfg(compose, shards, "limit=2"))  # partial: no summary
+    assert not (shards / latents.SUMMARY_NAME).exists()
+    with pytest.raises(InputError, match="missing or differ in 2 of 4 clips"):
+        cached_latent_settings(shards)
+    run_cache_latents(_cfg(compose, shards))
+    assert (shards / latents.SUMMARY_NAME).is_file()
+    expected = cached_latent_settings(shards)
+
+    headers = []
+    real = latents.read_shard_meta
+    monkeypatch.setattr(latents, "read_shard_meta", lambda p: headers.append(p) or real(p))
+    assert cached_latent_settings(shards) == expected and headers == []  # one file, no shard header
+
+    # clips added after caching (a new index): the summary no longer applies, the headers are read
+    index = shards / INDEX_NAME
+    lines = index.read_text().splitlines()
+    extra = shards / "extra.safetensors"
+    shutil.copy(shards / read_index(shards)[0]["file"], extra)
+    tensors, meta = read_shard(extra)
+    meta.pop("latents")
+    write_shard(extra, tensors["frames"], tensors["mask"], tensors["depth"], tensors["K"], meta)
+    rec = json.loads(lines[0])
+    rec.update(file=extra.name, clip_id="extra")
+    index.write_text("\n".join([*lines, json.dumps(rec)]) + "\n")
+    with pytest.raises(InputError, match="missing or differ in 1 of 5 clips"):
+        cached_latent_settings(shards)
+    assert len(headers) == 5
