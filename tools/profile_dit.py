@@ -10,7 +10,11 @@ RANDOM weights of the real 14B I2V shapes (speed does not depend on the values).
    shape), which give a kernel-bound floor: linear FLOPs / GEMM rate + attention FLOPs / SDPA rate.
    A forward at these numerics cannot beat that floor without faster kernels;
 3. optionally (``--max-autotune``) the forward with ``mode="max-autotune-no-cudagraphs"`` (inductor tries
-   Triton GEMM templates against cuBLAS per shape).
+   Triton GEMM templates against cuBLAS per shape);
+4. optionally (``--fa4``) the forward with its self-attention calls on FlashAttention's CuTe-DSL kernel
+   (``flash_attn.cute``, installed by hand: see tools/bench_attention.py), through a custom op so that
+   regional compile keeps it opaque; the cross-attention calls stay on cuDNN (faster there). BENCHMARK ONLY:
+   it patches ``F.scaled_dot_product_attention`` in this process.
 
 Usage on the GPU host (wheels as in ../shared/docs/gpu.md):
 
@@ -113,6 +117,33 @@ def kernel_rates(tokens: int, d: int = 5120, ffn: int = 13824, heads: int = 40, 
             "floor_s": (attn_s + gemm_s) * layers}
 
 
+def use_fa4_for_self_attention() -> None:
+    """Route SDPA calls whose queries and keys have the same length to flash_attn.cute (docstring, 4)."""
+    import torch.nn.functional as F
+    from flash_attn.cute.interface import flash_attn_func
+
+    @torch.library.custom_op("ex4d_bench::fa4_attention", mutates_args=())
+    def fa4_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))[0]  # (B, S, H, D)
+        return out.transpose(1, 2)
+
+    @fa4_attention.register_fake
+    def _(q, k, v):
+        b, h, s, d = q.shape
+        return q.new_empty(b, s, h, d).transpose(1, 2)
+
+    plain = F.scaled_dot_product_attention
+
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if (attn_mask is None and dropout_p == 0.0 and not is_causal and scale is None and not enable_gqa
+                and query.is_cuda and query.dtype == torch.bfloat16 and query.shape[-2] == key.shape[-2]):
+            return fa4_attention(query, key, value)
+        return plain(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                     scale=scale, enable_gqa=enable_gqa)
+
+    F.scaled_dot_product_attention = sdpa
+
+
 def run_shape(model, shape, args) -> dict:
     tr = model.transformer
     cfg = dict(tr.config)
@@ -161,6 +192,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--max-autotune", action="store_true",
                    help="also time the forward compiled with mode=max-autotune-no-cudagraphs (slow compile)")
+    p.add_argument("--fa4", action="store_true", help="also time the forward with FA4 (flash_attn.cute) self-attention")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     if not torch.cuda.is_available():
@@ -172,7 +204,36 @@ def main() -> None:
     model = build_ex4d_transformer(tr, LoraSettings(rank=16, alpha=16))
     model.merge_lora(keep_base=False)  # exact lever fuse_lora
     tr.compile_repeated_blocks(fullgraph=True, dynamic=False)  # exact lever compile_blocks
+    outputs: dict[str, torch.Tensor] = {}
     results = [run_shape(model, s, args) for s in shapes]
+    fa4 = []
+    if args.fa4:
+        for s in shapes:  # the cuDNN outputs, for the delta (recomputed: run_shape does not keep them)
+            x, t, text, img, geometry, _ = dit_inputs(s, tr.device, tr.dtype, dict(tr.config))
+            with torch.no_grad(), efficient_attention(tr.device, "auto"):
+                outputs["x".join(map(str, s))] = model(x, t, text, img, geometry=geometry).float()
+        use_fa4_for_self_attention()
+        torch._dynamo.reset()
+        for s in shapes:
+            label = "x".join(map(str, s))
+            x, t, text, img, geometry, tokens = dit_inputs(s, tr.device, tr.dtype, dict(tr.config))
+            with torch.no_grad(), efficient_attention(tr.device, "auto"):
+                t0 = time.perf_counter()
+                out = model(x, t, text, img, geometry=geometry).float()
+                torch.cuda.synchronize()
+                first = time.perf_counter() - t0
+                sec, peak = time_cuda(lambda: model(x, t, text, img, geometry=geometry), warmup=1, reps=args.reps)
+                cats, _ = profile_kernels(lambda: model(x, t, text, img, geometry=geometry))
+            ref = outputs[label]
+            base = next(r["forward_s"] for r in results if r["tokens"] == tokens)
+            fa4.append({"shape": label, "forward_s": sec, "cudnn_forward_s": base, "first_call_s": first,
+                        "peak_gib": peak, "kernel_ms": cats,
+                        "max_abs_delta": (out - ref).abs().max().item(),
+                        "rel_l2_delta": ((out - ref).norm() / ref.norm()).item()})
+            r = fa4[-1]
+            print(f"\nFA4 (flash_attn.cute) self-attention {label}: {sec:.3f} s per forward (cuDNN {base:.3f} s), "
+                  f"attention kernels {cats.get('attention', 0):.1f} ms, max|d| {r['max_abs_delta']:.3g} "
+                  f"(rel L2 {r['rel_l2_delta']:.2e}) vs the cuDNN forward; peak {peak:.1f} GiB")
     autotune = []
     if args.max_autotune:
         torch._dynamo.reset()
@@ -195,7 +256,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "shapes": results,
-                                         "max_autotune": autotune}, indent=2))
+                                         "fa4": fa4, "max_autotune": autotune}, indent=2))
 
 
 if __name__ == "__main__":
