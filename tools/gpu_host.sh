@@ -7,6 +7,7 @@
 #   bash tools/gpu_host.sh scaling    # 2+ GPUs: train.py ZeRO-3 on 1 and all GPUs (bench_train_scaling)
 #   bash tools/gpu_host.sh train      # bench_train: compiled ZeRO-2 steps, full vs selective checkpointing
 #   bash tools/gpu_host.sh profile    # profile_dit: kernel time per category, kernel-bound floor
+#   bash tools/gpu_host.sh attention  # bench_attention: SDPA backends (+ FA4 / FA3 when importable) at the DiT's shapes
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
@@ -46,6 +47,10 @@ case "${1:-tests}" in
       python3 tools/bench_train.py --compile --modes cached --steps 4 --warmup 3 --checkpoint-policy $policy \
         --out "$OUT/bench_train_$policy.json" "$@" 2>&1 | tee "$OUT/bench_train_$policy.log"
     done
+    ;;
+  attention)
+    shift
+    python3 tools/bench_attention.py --json "$OUT/bench_attention.json" "$@" 2>&1 | tee "$OUT/bench_attention.log"
     ;;
   profile)
     shift
