@@ -68,7 +68,8 @@ def run_point(args, devices: int, out_root: Path) -> dict:
     step_s = statistics.median(steps)
     tokens = dit_tokens(args.frames, args.height, args.width)
     per_gpu_tokens_s = tokens / step_s
-    policy = resolve_checkpoint_policy(args.checkpoint_policy, SimpleNamespace(zero_stage_3="zero3" in args.strategy))
+    sharded = "zero3" in args.strategy or "fsdp" in args.strategy  # what resolve_checkpoint_policy checks
+    policy = resolve_checkpoint_policy(args.checkpoint_policy, SimpleNamespace(zero_stage_3=sharded))
     flops = step_flops(tokens, 1, True, policy)
     peak = args.peak_tflops * 1e12
     return {

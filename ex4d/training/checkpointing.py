@@ -28,6 +28,7 @@ from ex4d.utils.errors import InputError
 
 CHECKPOINT_POLICIES = ("full", "save_self_attention")
 AUTO = "auto"
+SHARDING_STRATEGIES = ("FSDPStrategy", "ModelParallelStrategy")  # Lightning classes, by name (+ ZeRO-3)
 
 # The kernels F.scaled_dot_product_attention dispatches to (one per backend; which exist depends on torch).
 _SDPA_OP_NAMES = (
@@ -64,11 +65,13 @@ def _checkpointed(forward, context_fn):
 
 def resolve_checkpoint_policy(policy: str, strategy=None) -> str:
     """``auto`` = ``save_self_attention`` (1.13x faster per training step than ``full`` at 512x512x49 on an
-    H100, +5.2 GiB; docs/performance.md), except under DeepSpeed ZeRO-3 (``strategy.zero_stage_3``), where only
-    ``full`` has run: diffusers' checkpointing re-enters each block through its module hooks, which ZeRO-3
-    uses to gather the block's own parameters; the selective wrapper recomputes inside the block."""
+    H100, +5.2 GiB; docs/performance.md), except under the strategies that shard the block parameters,
+    DeepSpeed ZeRO-3 (``strategy.zero_stage_3``) and FSDP: there only ``full`` has run. diffusers'
+    checkpointing re-enters each block through its module hooks, where those strategies gather parameters;
+    the selective wrapper recomputes inside the block."""
     if policy == AUTO:
-        return "full" if getattr(strategy, "zero_stage_3", False) else "save_self_attention"
+        sharded = getattr(strategy, "zero_stage_3", False) or type(strategy).__name__ in SHARDING_STRATEGIES
+        return "full" if sharded else "save_self_attention"
     if policy not in CHECKPOINT_POLICIES:
         raise InputError(f"module.checkpoint_policy: expected {AUTO} or one of {CHECKPOINT_POLICIES}, got {policy!r}")
     return policy

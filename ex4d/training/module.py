@@ -108,7 +108,7 @@ class EX4DTrainingModule(L.LightningModule):
         gradient_checkpointing: recompute each DiT block in the backward pass (needed at 512x512x49 on 80 GB).
         checkpoint_policy: what the recompute skips (:mod:`ex4d.training.checkpointing`): ``full`` (nothing),
             ``save_self_attention`` (keeps the self-attention outputs: 1.13x faster, +5.2 GiB at 512x512x49) or
-            ``auto`` (``save_self_attention``; ``full`` under DeepSpeed ZeRO-3), decided in ``build``.
+            ``auto`` (``save_self_attention``; ``full`` under DeepSpeed ZeRO-3 and FSDP), decided in ``build``.
         compile_blocks: regional ``torch.compile`` of the DiT blocks (CUDA only).
         adapter_dtype: dtype of the trainable tensors under plain / DDP strategies (fp32 master weights;
             DeepSpeed keeps its own fp32 master copy and casts the module to bf16).

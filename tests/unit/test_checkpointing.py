@@ -104,13 +104,17 @@ def test_no_grad_forward_is_unchanged_and_policy_is_checked():
         enable_block_checkpointing(sac.transformer, "save_self_attention")
 
 
-def test_auto_policy_keeps_full_checkpointing_under_zero3_only():
+def test_auto_policy_keeps_full_checkpointing_where_parameters_are_sharded():
     from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
     assert resolve_checkpoint_policy("auto") == "save_self_attention"  # no trainer attached
     assert resolve_checkpoint_policy("auto", SimpleNamespace(zero_stage_3=False)) == "save_self_attention"
     assert resolve_checkpoint_policy("auto", SimpleNamespace(zero_stage_3=True)) == "full"
     assert resolve_checkpoint_policy("save_self_attention", SimpleNamespace(zero_stage_3=True)) == "save_self_attention"
+    assert resolve_checkpoint_policy("auto", FSDPStrategy()) == "full"
+    assert resolve_checkpoint_policy("auto", DDPStrategy()) == "save_self_attention"
     with pytest.raises(InputError, match="module.checkpoint_policy"):
         resolve_checkpoint_policy("most")
 
