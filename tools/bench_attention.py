@@ -8,9 +8,10 @@ Hopper path) and FlashAttention-3 (``flash_attn_interface``). Each row: ms per c
 median), TFLOP/s (4 B H Nq Nk D), and the max abs / relative L2 difference of the output from cuDNN's.
 
     python3 tools/bench_attention.py --json $OUT/bench_attention.json
-    # FlashAttention's CuTe-DSL kernels without a flash-attn build (what docs/performance.md measured):
+    # FlashAttention's CuTe-DSL kernels without a flash-attn build (what docs/performance.md measured), on top
+    # of the project's wheels (bash tools/gpu_host.sh attention installs those):
     pip install --no-deps --target /tmp/fa4 nvidia_cutlass_dsl-4.1.0-cp312-*.whl   # needs cuda-python 12.x
-    PYTHONPATH=/tmp/fa4/nvidia_cutlass_dsl/python_packages:<dir holding flash_attn/cute of flash-attn 2.8.3.post1> \
+    PYTHONPATH=/tmp/fa4/nvidia_cutlass_dsl/python_packages:<dir holding flash_attn/cute of flash-attn 2.8.3.post1>:$PYTHONPATH \
         python3 tools/bench_attention.py
 """
 
@@ -24,19 +25,20 @@ from pathlib import Path
 import torch
 from torch.utils.benchmark import Timer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ex4d.pipelines.memory import efficient_attention  # noqa: E402
+
 HEADS, HEAD_DIM = 40, 128
 SHAPES = {"self 512x512x49": (13312, 13312), "self 480x832x81": (32760, 32760),
           "cross text 512x512x49": (13312, 512), "cross image 512x512x49": (13312, 257)}
 
 
 def sdpa_kernel(backend: str):
-    from torch.nn.attention import SDPBackend, sdpa_kernel as ctx
-
-    b = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
-         "efficient": SDPBackend.EFFICIENT_ATTENTION}[backend]
+    """SDPA restricted to one backend (the generator's ``attention_backend`` context)."""
+    device = torch.device("cuda")
 
     def run(q, k, v):  # (B, S, H, D) in, (B, S, H, D) out, as the FlashAttention APIs
-        with ctx([b]):
+        with efficient_attention(device, backend):
             return torch.nn.functional.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 

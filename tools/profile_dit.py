@@ -144,30 +144,38 @@ def use_fa4_for_self_attention() -> None:
     F.scaled_dot_product_attention = sdpa
 
 
-def run_shape(model, shape, args) -> dict:
+def timed_forward(model, shape, reps: int) -> dict:
+    """One compiled forward at ``shape``: the first call's wall seconds (compile), the median of ``reps`` timed
+    calls, peak GiB, its output (fp32) and the call itself (for the profiler)."""
     tr = model.transformer
-    cfg = dict(tr.config)
-    x, t, text, img, geometry, tokens = dit_inputs(shape, tr.device, tr.dtype, cfg)
-    split = flop_split(tokens)
-    label = "x".join(map(str, shape))
+    x, t, text, img, geometry, tokens = dit_inputs(shape, tr.device, tr.dtype, dict(tr.config))
 
     def fwd():
-        return model(x, t, text, img, geometry=geometry)
+        with torch.no_grad(), efficient_attention(tr.device, "auto"):
+            return model(x, t, text, img, geometry=geometry)
 
-    with torch.no_grad(), efficient_attention(tr.device, "auto"):
-        t0 = time.perf_counter()
-        fwd()
-        torch.cuda.synchronize()
-        first = time.perf_counter() - t0
-        sec, peak = time_cuda(fwd, warmup=1, reps=args.reps)
-        cats, top = profile_kernels(fwd)
+    t0 = time.perf_counter()
+    out = fwd().float()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - t0
+    sec, peak = time_cuda(fwd, warmup=1, reps=reps)
+    return {"label": "x".join(map(str, shape)), "tokens": tokens, "fwd": fwd, "out": out, "first_s": first,
+            "seconds": sec, "peak_gib": peak}
+
+
+def run_shape(model, shape, args) -> tuple[dict, torch.Tensor]:
+    """The profile of one shape (printed) and the forward's output."""
+    f = timed_forward(model, shape, args.reps)
+    label, tokens, sec, first, peak = f["label"], f["tokens"], f["seconds"], f["first_s"], f["peak_gib"]
+    split = flop_split(tokens)
+    cats, top = profile_kernels(f["fwd"])
     rates = kernel_rates(tokens)
     gpu_ms = sum(cats.values())
-    out = {"shape": label, "tokens": tokens, "forward_s": sec, "first_call_s": first, "peak_gib": peak,
+    row = {"shape": label, "tokens": tokens, "forward_s": sec, "first_call_s": first, "peak_gib": peak,
            "tflops": split["forward"] / sec / 1e12, "kernel_ms": cats, "kernel_ms_total": gpu_ms,
            "top_kernels": [{"name": n[:120], "ms": ms, "calls": c} for n, ms, c in top],
            "flops": split, "bare_kernels": rates}
-    print(f"\n### {label} ({tokens:,} tokens): forward {sec:.3f} s ({out['tflops']:.0f} TFLOP/s), "
+    print(f"\n### {label} ({tokens:,} tokens): forward {sec:.3f} s ({row['tflops']:.0f} TFLOP/s), "
           f"first call {first:.0f} s, peak {peak:.1f} GiB\n")
     print("| kernels | ms in one forward | share | TFLOP/s on their FLOPs | bare kernels alone, s (TFLOP/s) |")
     print("|---|---|---|---|---|")
@@ -183,7 +191,7 @@ def run_shape(model, shape, args) -> dict:
     print("\ntop kernels:")
     for n, ms, c in top:
         print(f"  {ms:8.1f} ms  x{c:<4d} [{kernel_category(n)}] {n[:110]}")
-    return out
+    return row, f["out"]
 
 
 def main() -> None:
@@ -204,55 +212,37 @@ def main() -> None:
     model = build_ex4d_transformer(tr, LoraSettings(rank=16, alpha=16))
     model.merge_lora(keep_base=False)  # exact lever fuse_lora
     tr.compile_repeated_blocks(fullgraph=True, dynamic=False)  # exact lever compile_blocks
-    outputs: dict[str, torch.Tensor] = {}
-    results = [run_shape(model, s, args) for s in shapes]
+    profiled = [run_shape(model, s, args) for s in shapes]
+    results = [row for row, _ in profiled]
     fa4 = []
     if args.fa4:
-        for s in shapes:  # the cuDNN outputs, for the delta (recomputed: run_shape does not keep them)
-            x, t, text, img, geometry, _ = dit_inputs(s, tr.device, tr.dtype, dict(tr.config))
-            with torch.no_grad(), efficient_attention(tr.device, "auto"):
-                outputs["x".join(map(str, s))] = model(x, t, text, img, geometry=geometry).float()
         use_fa4_for_self_attention()
         torch._dynamo.reset()
-        for s in shapes:
-            label = "x".join(map(str, s))
-            x, t, text, img, geometry, tokens = dit_inputs(s, tr.device, tr.dtype, dict(tr.config))
-            with torch.no_grad(), efficient_attention(tr.device, "auto"):
-                t0 = time.perf_counter()
-                out = model(x, t, text, img, geometry=geometry).float()
-                torch.cuda.synchronize()
-                first = time.perf_counter() - t0
-                sec, peak = time_cuda(lambda: model(x, t, text, img, geometry=geometry), warmup=1, reps=args.reps)
-                cats, _ = profile_kernels(lambda: model(x, t, text, img, geometry=geometry))
-            ref = outputs[label]
-            base = next(r["forward_s"] for r in results if r["tokens"] == tokens)
-            fa4.append({"shape": label, "forward_s": sec, "cudnn_forward_s": base, "first_call_s": first,
-                        "peak_gib": peak, "kernel_ms": cats,
+        for s, (base, ref) in zip(shapes, profiled):
+            f = timed_forward(model, s, args.reps)
+            cats, _ = profile_kernels(f["fwd"])
+            out = f["out"]
+            fa4.append({"shape": f["label"], "forward_s": f["seconds"], "cudnn_forward_s": base["forward_s"],
+                        "first_call_s": f["first_s"], "peak_gib": f["peak_gib"], "kernel_ms": cats,
                         "max_abs_delta": (out - ref).abs().max().item(),
                         "rel_l2_delta": ((out - ref).norm() / ref.norm()).item()})
             r = fa4[-1]
-            print(f"\nFA4 (flash_attn.cute) self-attention {label}: {sec:.3f} s per forward (cuDNN {base:.3f} s), "
-                  f"attention kernels {cats.get('attention', 0):.1f} ms, max|d| {r['max_abs_delta']:.3g} "
-                  f"(rel L2 {r['rel_l2_delta']:.2e}) vs the cuDNN forward; peak {peak:.1f} GiB")
+            print(f"\nFA4 (flash_attn.cute) self-attention {r['shape']}: {r['forward_s']:.3f} s per forward "
+                  f"(cuDNN {r['cudnn_forward_s']:.3f} s), attention kernels {cats.get('attention', 0):.1f} ms, "
+                  f"max|d| {r['max_abs_delta']:.3g} (rel L2 {r['rel_l2_delta']:.2e}) vs the cuDNN forward; "
+                  f"peak {r['peak_gib']:.1f} GiB")
     autotune = []
     if args.max_autotune:
         torch._dynamo.reset()
         for blk in tr.blocks:  # drop the default-mode compile, compile again with autotuning
             blk._compiled_call_impl = None
         tr.compile_repeated_blocks(fullgraph=True, dynamic=False, mode="max-autotune-no-cudagraphs")
-        for s in shapes:
-            x, t, text, img, geometry, tokens = dit_inputs(s, tr.device, tr.dtype, dict(tr.config))
-            with torch.no_grad(), efficient_attention(tr.device, "auto"):
-                t0 = time.perf_counter()
-                model(x, t, text, img, geometry=geometry)
-                torch.cuda.synchronize()
-                first = time.perf_counter() - t0
-                sec, _ = time_cuda(lambda: model(x, t, text, img, geometry=geometry), warmup=1, reps=args.reps)
-            base = next(r["forward_s"] for r in results if r["tokens"] == tokens)
-            autotune.append({"shape": "x".join(map(str, s)), "forward_s": sec, "first_call_s": first,
-                             "default_mode_s": base})
-            print(f"\nmax-autotune-no-cudagraphs {autotune[-1]['shape']}: {sec:.3f} s per forward "
-                  f"(default mode {base:.3f} s; compile {first:.0f} s)")
+        for s, base in zip(shapes, results):
+            f = timed_forward(model, s, args.reps)
+            autotune.append({"shape": f["label"], "forward_s": f["seconds"], "first_call_s": f["first_s"],
+                             "default_mode_s": base["forward_s"]})
+            print(f"\nmax-autotune-no-cudagraphs {f['label']}: {f['seconds']:.3f} s per forward "
+                  f"(default mode {base['forward_s']:.3f} s; compile {f['first_s']:.0f} s)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "shapes": results,

@@ -24,22 +24,19 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
+from ex4d.pipelines.memory import SDPA_OPS as SDPA_KERNEL_OPS
 from ex4d.utils.errors import InputError
 
 CHECKPOINT_POLICIES = ("full", "save_self_attention")
 AUTO = "auto"
 SHARDING_STRATEGIES = ("FSDPStrategy", "ModelParallelStrategy")  # Lightning classes, by name (+ ZeRO-3)
 
-# The kernels F.scaled_dot_product_attention dispatches to (one per backend; which exist depends on torch).
-_SDPA_OP_NAMES = (
-    "_scaled_dot_product_cudnn_attention",
-    "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_efficient_attention",
-    "_scaled_dot_product_flash_attention_for_cpu",
-    "_scaled_dot_product_fused_attention_overrideable",
-)
+# The fused kernels F.scaled_dot_product_attention dispatches to (the math fallback decomposes before
+# any dispatch mode sees it); which exist depends on torch.
 SDPA_OPS = frozenset(
-    getattr(torch.ops.aten, name).default for name in _SDPA_OP_NAMES if hasattr(torch.ops.aten, name)
+    getattr(torch.ops.aten, name).default
+    for name, backend in SDPA_KERNEL_OPS.items()
+    if backend != "math" and hasattr(torch.ops.aten, name)
 )
 
 
