@@ -143,7 +143,7 @@ class NvdiffrastRenderer(Renderer):
         self.device = device
         self.max_frames_per_call = max_frames_per_call
         self._ctx = None  # RasterizeCudaContext, created on first use
-        self._topo: tuple | None = None  # (faces tensor, its version, topology hash) for antialias
+        self._topo: tuple | None = None  # (copy of the faces tensor, topology hash) for antialias
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -159,15 +159,16 @@ class NvdiffrastRenderer(Renderer):
 
     def _topology_hash(self, dr, tri: Tensor):
         # The DW-Mesh face list is shared by every frame (and cached per (H, W, device) by grid_faces),
-        # so the hash (an O(F) GPU pass) is built once per resolution instead of once per call. We hold
-        # a reference to the hashed tensor so that its memory cannot be reused by another one.
+        # so the hash (an O(F) GPU pass) is built once per resolution instead of once per call. Reuse is
+        # decided by value (torch.equal, one cheap pass), not by the tensor's version counter: the runners
+        # work under torch.inference_mode, whose tensors have no version counter to read.
         if self._topo is not None:
-            ref, version, topo_hash = self._topo
-            same = tri.data_ptr() == ref.data_ptr() and tri.shape == ref.shape and ref._version == version
-            if same or (tri.shape == ref.shape and tri.device == ref.device and torch.equal(tri, ref)):
+            ref, topo_hash = self._topo
+            if tri.shape == ref.shape and tri.device == ref.device and torch.equal(tri, ref):
                 return topo_hash
-        self._topo = (tri, tri._version, dr.antialias_construct_topology_hash(tri))
-        return self._topo[2]
+        # Keep our own copy: the caller's tensor may be reused or changed in place later.
+        self._topo = (tri.clone(), dr.antialias_construct_topology_hash(tri))
+        return self._topo[1]
 
     def clip_positions(self, vertices: Tensor, w2c: Tensor, K: Tensor, height: int, width: int) -> Tensor:
         """(B, V, 4) float32 clip-space positions of world vertices (B, V, 3) seen by cameras w2c (B, 4, 4)."""
