@@ -68,6 +68,16 @@ def check_shape(data: DictConfig) -> None:
         raise InputError(f"data.height={H}, data.width={W}: both must be multiples of {SIZE_MULTIPLE}")
 
 
+def check_optimizer(cfg: DictConfig) -> None:
+    """A fused AdamW asked for where Lightning would refuse it at the first step, caught before anything loads."""
+    from ex4d.training.optim import FUSED_CLIP_MESSAGE, fused_conflict
+
+    deepspeed = "DeepSpeed" in str(cfg.strategy.get("_target_", ""))
+    if cfg.optimizer.get("fused") and fused_conflict(cfg.trainer.get("precision", "32-true"),
+                                                     cfg.trainer.get("gradient_clip_val"), deepspeed):
+        raise InputError(FUSED_CLIP_MESSAGE)
+
+
 def resolve_compile_blocks(cfg: DictConfig) -> bool:
     """``module.compile_blocks``: ``auto`` = on where it was measured to work and pay, DeepSpeed ZeRO-1/2
     (1.26x faster per step on an H100, docs/performance.md); off elsewhere (``true`` turns it on for
@@ -160,6 +170,7 @@ def run_train(cfg: DictConfig) -> dict:
     (also in ``summary.json``): run directory and id, steps, final metrics, adapter and checkpoint paths."""
     t0 = time.perf_counter()
     check_shape(cfg.data)
+    check_optimizer(cfg)
     resolve_compile_blocks(cfg)
     check_shard_inputs(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):

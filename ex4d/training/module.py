@@ -433,8 +433,13 @@ class EX4DTrainingModule(L.LightningModule):
     def configure_optimizers(self):
         from torch.optim.lr_scheduler import LambdaLR
 
+        from lightning.pytorch.plugins.precision import MixedPrecision
+
+        # Lightning's AMP plugin refuses to clip gradients for a fused optimizer (it unscales inside step()).
+        clip = float(self.trainer.gradient_clip_val or 0)
+        fused_allowed = not (isinstance(self.trainer.precision_plugin, MixedPrecision) and clip > 0)
         opt = build_optimizer(self.trainable_parameters(), self.optim, self.device.type,
-                              offload=_optimizer_offloaded(self.trainer.strategy))
+                              offload=_optimizer_offloaded(self.trainer.strategy), fused_allowed=fused_allowed)
         max_steps = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
         sched = LambdaLR(opt, lambda step: lr_factor(step, self.optim, max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

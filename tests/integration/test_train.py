@@ -150,6 +150,8 @@ def test_bad_settings_fail_before_training(train_cfg, tmp_path):
         run_train(train_cfg(tmp_path / "r", "trainer.use_distributed_sampler=true"))
     with pytest.raises(InputError, match="ckpt_path"):
         run_train(train_cfg(tmp_path / "r", f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    with pytest.raises(InputError, match="optimizer.fused=true"):  # Lightning would refuse it at the first step
+        run_train(train_cfg(tmp_path / "r", "trainer.precision=bf16-mixed", "optimizer.fused=true"))
     with pytest.raises(InputError, match="prepare_data"):
         run_train(train_cfg(tmp_path / "r", f"data.shards_dir={tmp_path / 'empty'}", "trainer.fast_dev_run=true"))
 

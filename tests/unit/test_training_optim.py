@@ -36,3 +36,20 @@ def test_build_optimizer_takes_trainable_params_only():
     assert opt.param_groups[0]["betas"] == (0.8, 0.9) and opt.param_groups[0]["weight_decay"] == 0.01
     with pytest.raises(InputError, match="no trainable"):
         build_optimizer(b.parameters(), OptimizerSettings())
+
+
+def test_fused_adamw_is_not_picked_where_lightning_refuses_it():
+    # Lightning's AMP plugin raises at the first step when gradients are clipped for an optimizer that
+    # unscales inside step() (fused AdamW): python train.py on a GPU crashed there.
+    from ex4d.training.optim import fused_conflict
+
+    assert fused_conflict("bf16-mixed", 1.0, deepspeed=False)
+    assert not fused_conflict("bf16-mixed", 0.0, deepspeed=False)
+    assert not fused_conflict("bf16-mixed", 1.0, deepspeed=True)  # DeepSpeed clips itself
+    assert not fused_conflict("32-true", 1.0, deepspeed=False)
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    auto = build_optimizer(p, OptimizerSettings(), device_type="cuda", fused_allowed=False)
+    assert not auto.defaults["fused"] and auto.defaults["foreach"]
+    assert build_optimizer(p, OptimizerSettings(), device_type="cuda").defaults["fused"]
+    with pytest.raises(InputError, match="optimizer.fused=true.*gradient_clip_val"):
+        build_optimizer(p, OptimizerSettings(fused=True), device_type="cuda", fused_allowed=False)
