@@ -89,7 +89,7 @@ def random_transformer(device: torch.device, dtype: torch.dtype, seed: int = 0) 
 def random_components(device: torch.device, dtype: torch.dtype) -> WanComponents:
     """DiT + VAE + CLIP vision tower of the real shapes, random weights (``model=wan_i2v_14b_random``)."""
     t0 = time.perf_counter()
-    comps = RandomWanLoader(dtype=str(dtype).removeprefix("torch."), device=str(device)).load()
+    comps = RandomWanLoader(dtype=str(dtype).removeprefix("torch."), device=str(device), load_text_encoder=False).load()
     print(f"  random 14B components on {device} in {time.perf_counter() - t0:.1f} s")
     return comps
 

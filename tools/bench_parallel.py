@@ -97,7 +97,8 @@ def main() -> None:
         args.shape, args.steps = "32x64x5", 2
     H, W, T = (int(v) for v in args.shape.split("x"))
     dtype = torch.float32 if args.tiny else torch.bfloat16
-    loader = RandomWanLoader(device=str(device), dtype=str(dtype).removeprefix("torch."), **(TINY if args.tiny else {}))
+    loader = RandomWanLoader(device=str(device), dtype=str(dtype).removeprefix("torch."), load_text_encoder=False,
+                             **(TINY if args.tiny else {}))
     cfg = loader.transformer_config
     say = print if env.is_main else (lambda *a, **k: None)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (tiny dry run)"

@@ -378,6 +378,24 @@ class EX4DTransformer(nn.Module):
         return {"lora": lora, "encoder": enc, "total": lora + enc}
 
 
+@torch.no_grad()
+def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float = 0.02) -> EX4DTransformer:
+    """Fill every LoRA factor and the geometry encoder with seeded normal(0, ``std``) values and zero biases.
+
+    BENCHMARK / TEST ONLY: a non-zero adapter, so that its wiring changes the output (a fresh adapter is an
+    exact no-op: LoRA B and the encoder's last layer start at zero) and so that runs on random backbones
+    have an adapter whose checkpoint cannot be downloaded. Never a result.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    params = [*model.lora_parameters().items(), *model.encoder.named_parameters()]
+    for name, p in params:
+        if name.endswith("bias"):
+            p.zero_()
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
 def build_ex4d_transformer(
     transformer: nn.Module,
     lora: LoraSettings | None = None,

@@ -90,6 +90,24 @@ CLIP_VIT_H14_CONFIG: dict[str, Any] = {
     "layer_norm_eps": 1e-5,
 }
 
+# UMT5-XXL encoder (text_encoder/config.json of the diffusers release): 5.7 B parameters.
+UMT5_XXL_CONFIG: dict[str, Any] = {
+    "vocab_size": 256384,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+    "layer_norm_epsilon": 1e-6,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
+
 TEXT_LENGTH = 512  # Wan's text context length (diffusers' Wan attention hard-codes 512 text tokens)
 
 _DIFFUSERS_SUBFOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor")
@@ -492,29 +510,40 @@ class RandomWanLoader:
     """``model=wan_i2v_14b_random``: BENCHMARK ONLY. Random weights of the real Wan2.1-I2V-14B shapes.
 
     Speed and memory do not depend on weight values, so benchmarks and scaling runs of ``train.py`` /
-    ``infer.py`` need no download. The DiT is built on the meta device, materialised on the run device in
-    ``dtype`` and filled by a cheap seeded init (:func:`random_init_`), in seconds; the VAE and the CLIP
-    vision tower are real-shape random models. No text encoder (UMT5 would cost 11 GB and minutes):
-    :meth:`text_embeddings` gives random prompt embeddings of the real shape. Its outputs are noise: never
-    report them as results.
+    ``infer.py`` / ``evaluate.py`` need no download. The DiT (and UMT5) are built on the meta device,
+    materialised on the run device in ``dtype`` and filled by a cheap seeded init (:func:`random_init_`), in
+    seconds; the VAE and the CLIP vision tower are real-shape random models. With ``load_text_encoder`` the
+    text path is a random UMT5-XXL of the real shape (11 GB in bf16) behind a byte-level stand-in tokenizer
+    (the real sentencepiece model is a download too); prompts are padded to the real 512 tokens, so UMT5
+    costs what it costs with real weights. Without it, :meth:`text_embeddings` gives random prompt
+    embeddings of the real shape (training uses these: it needs the empty prompt only). A missing adapter
+    checkpoint is replaced by a seeded random adapter (``random_adapter_if_missing``), so the default
+    ``checkpoint=`` runs. Its outputs are noise: never report them as results.
 
     Args:
         device: where the weights are made; ``auto`` = ``cuda:LOCAL_RANK`` when CUDA is present, else CPU.
-        transformer, vae, image_encoder: config overrides of the three models (tests use small ones).
+        load_text_encoder: build the random UMT5-XXL (inference); false: random embeddings only.
+        transformer, vae, image_encoder, text_encoder: config overrides of the models (tests use small ones).
     """
 
     is_tiny = False
-    load_text_encoder = False
+    random_adapter_if_missing = True
     source = "random real-shape weights (BENCHMARK ONLY)"
 
     def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str = "gpu",
-                 transformer: dict | None = None, vae: dict | None = None, image_encoder: dict | None = None) -> None:
+                 load_text_encoder: bool = True, transformer: dict | None = None, vae: dict | None = None,
+                 image_encoder: dict | None = None, text_encoder: dict | None = None) -> None:
         if memory_mode not in MEMORY_MODES:
             raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
         self.seed, self.dtype, self.device, self.memory_mode = int(seed), to_dtype(dtype), str(device), memory_mode
+        self.load_text_encoder = bool(load_text_encoder)
         self.transformer_config = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **dict(transformer or {})}
         self.vae_config = {**WAN_VAE_CONFIG, **dict(vae or {})}
         self.image_encoder_config = {**CLIP_VIT_H14_CONFIG, **dict(image_encoder or {})}
+        self.text_encoder_config = {**UMT5_XXL_CONFIG, **dict(text_encoder or {})}
+        if self.text_encoder_config["d_model"] != self.transformer_config["text_dim"]:
+            raise InputError(f"model.text_encoder.d_model={self.text_encoder_config['d_model']} must equal "
+                             f"model.transformer.text_dim={self.transformer_config['text_dim']}")
 
     def missing_files(self) -> list[str]:
         return []
@@ -536,9 +565,13 @@ class RandomWanLoader:
             torch.manual_seed(self.seed)
             vae = AutoencoderKLWan(**self.vae_config).to(self.dtype)
             image_encoder = CLIPVisionModel(CLIPVisionConfig(**self.image_encoder_config)).to(self.dtype)
+        text_encoder = tokenizer = None
+        if self.load_text_encoder:
+            text_encoder = random_umt5_encoder(device, self.dtype, self.seed + 1, self.text_encoder_config)
+            tokenizer = build_tiny_tokenizer()
         size = self.image_encoder_config["image_size"]
         proc = _clip_image_processor_cls()(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-        return WanComponents(transformer, vae, None, None, image_encoder, proc, is_tiny=False,
+        return WanComponents(transformer, vae, text_encoder, tokenizer, image_encoder, proc, is_tiny=False,
                              source=self.source).freeze()
 
     def text_embeddings(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -552,6 +585,20 @@ class RandomWanLoader:
 
     def __repr__(self) -> str:
         return f"RandomWanLoader(seed={self.seed}, dtype={self.dtype}) [BENCHMARK ONLY: random weights]"
+
+
+def random_umt5_encoder(device: torch.device | str, dtype: torch.dtype, seed: int = 0,
+                        config: dict[str, Any] | None = None) -> nn.Module:
+    """A ``UMT5EncoderModel`` (default the UMT5-XXL shape of Wan2.1) with random weights, made on ``device`` in
+    ``dtype`` without an fp32 copy (meta, ``to_empty``, :func:`random_init_`). BENCHMARK ONLY."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    with torch.device("meta"):
+        model = UMT5EncoderModel(UMT5Config(**(config or UMT5_XXL_CONFIG)))
+    model.to(dtype)
+    model.to_empty(device=device)
+    random_init_(model, seed)
+    return model
 
 
 def random_wan_transformer(device: torch.device | str, dtype: torch.dtype, seed: int = 0,
@@ -573,7 +620,10 @@ def random_wan_transformer(device: torch.device | str, dtype: torch.dtype, seed:
 def random_init_(module: nn.Module, seed: int = 0) -> None:
     """Cheap in-place init of materialised (``to_empty``) parameters: normal(0, 1/sqrt(fan_in)) matrices,
     modulation tables at the same scale, unit norms, zero biases; values only need to be finite and sane."""
-    g = torch.Generator(device=next(module.parameters()).device).manual_seed(seed)
+    device = next(module.parameters()).device
+    if device.type == "meta":  # shapes only (tests, parameter counts): no values to fill
+        return
+    g = torch.Generator(device=device).manual_seed(seed)
     for name, p in module.named_parameters():
         if p.ndim >= 2 and "scale_shift_table" not in name:
             p.normal_(0.0, p[0].numel() ** -0.5, generator=g)

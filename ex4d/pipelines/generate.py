@@ -721,7 +721,7 @@ def build_generator(
     )
 
     meta = None
-    if checkpoint is not None and Path(checkpoint).suffix == ".safetensors":
+    if checkpoint is not None and Path(checkpoint).suffix == ".safetensors" and not _random_adapter_stands_in(model, checkpoint):
         meta = read_adapter_metadata(checkpoint)
         file_lora = lora_settings_from_metadata(meta)
         if lora is not None and (lora.rank, lora.alpha, list(lora.targets)) != (
@@ -744,7 +744,13 @@ def build_generator(
     ex4d = build_ex4d_transformer(
         components.transformer, lora if lora is not None else LoraSettings(), hidden_channels=encoder_hidden_channels
     )
-    if checkpoint is not None:
+    if checkpoint is not None and _random_adapter_stands_in(model, checkpoint):
+        from ex4d.model.adapter import randomize_adapter_
+
+        log.warning("%r: adapter checkpoint %s is absent; a seeded RANDOM adapter stands in (BENCHMARK ONLY)",
+                    model, checkpoint)
+        randomize_adapter_(ex4d, seed=getattr(model, "seed", 0))
+    elif checkpoint is not None:
         if meta is not None:
             load_adapter(checkpoint, ex4d)
         else:
@@ -763,9 +769,15 @@ def missing_weights(model, checkpoint: str | Path | None) -> list[str]:
     ``DOWNLOAD_HINT`` (plus ``--local-dir <paths.weights_dir>``).
     """
     out = list(model.missing_files()) if hasattr(model, "missing_files") else []
-    if checkpoint is not None and not Path(checkpoint).expanduser().exists():
+    if checkpoint is not None and not Path(checkpoint).expanduser().exists() and not _random_adapter_stands_in(
+            model, checkpoint):
         out.append(str(checkpoint))
     return out
+
+
+def _random_adapter_stands_in(model, checkpoint: str | Path) -> bool:
+    """A benchmark loader (random real-shape weights) replaces an absent adapter file by a random adapter."""
+    return bool(getattr(model, "random_adapter_if_missing", False)) and not Path(checkpoint).expanduser().exists()
 
 
 __all__ = [

@@ -213,8 +213,9 @@ class EX4DTrainingModule(L.LightningModule):
         device = torch.device(device) if device is not None else torch.device("cpu")
         texts = self._texts()
         cached = self._read_prompt_cache(texts)
-        if cached is not None and getattr(self.loader, "load_text_encoder", False):
-            self.loader.load_text_encoder = False  # 11 GB of UMT5 not needed
+        stand_in = self.given_text_embeddings is None and cached is None and hasattr(self.loader, "text_embeddings")
+        if (cached is not None or stand_in) and getattr(self.loader, "load_text_encoder", False):
+            self.loader.load_text_encoder = False  # 11 GB of UMT5 not needed (random loaders: embeddings stand in)
         comps = self.loader if isinstance(self.loader, WanComponents) else self.loader.load()
         comps.freeze()
         hidden = self.encoder_hidden_channels or (16 if comps.is_tiny else 1024)

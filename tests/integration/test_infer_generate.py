@@ -78,3 +78,27 @@ def test_folder_of_videos_runs_predict_loop_and_resumes(compose, tmp_path, rng):
     second = run_infer(compose("infer", args))
     assert second["processed"] == 0 and second["skipped"] == 2
     assert (out / "a" / "output.mp4").stat().st_mtime_ns == mtime
+
+
+def test_random_14b_loader_runs_stage_all_with_its_text_path_and_a_random_adapter(compose, tmp_path, caplog):
+    # python infer.py stage=all model=wan_i2v_14b_random (shapes shrunk for the CPU; random UMT5 included):
+    # the default checkpoint= is absent, so a seeded random adapter stands in, which changes the output.
+    from omegaconf import open_dict
+
+    from tests.integration.test_train_synthetic import SMALL
+
+    args = [a for a in TINY if a not in ("model=wan_tiny", "checkpoint=null")]
+    args += ["model=wan_i2v_14b_random", "model.dtype=float32", "model.device=cpu", "stage=all", "depth=constant",
+             f"paths.weights_dir={tmp_path}/no_weights"]
+    outs = {}
+    for name, extra in (("random_adapter", []), ("zero_adapter", ["checkpoint=null"])):
+        cfg = compose("infer", [*args, *extra, f"+output_dir={tmp_path / name}"])
+        with open_dict(cfg):
+            cfg.model.update(SMALL)
+        with caplog.at_level("WARNING"):
+            summary = run_infer(cfg)
+        assert summary["stage"] == "all"
+        outs[name] = read_video(tmp_path / name / "output.mp4")[0]
+        assert outs[name].shape == (5, 32, 48, 3)
+    assert "RANDOM adapter" in caplog.text and "no_weights/EX-4D/ex4d.ckpt" in caplog.text
+    assert not np.array_equal(outs["random_adapter"], outs["zero_adapter"])

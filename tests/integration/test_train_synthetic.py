@@ -21,8 +21,10 @@ from ex4d.training.data import SyntheticClips, collate_training
 from ex4d.training.module import LATENT_KEYS
 from ex4d.utils.errors import InputError
 
-# the tiny model's shapes, made by the random loader's code path
-SMALL = {"transformer": TINY_TRANSFORMER_CONFIG, "vae": TINY_VAE_CONFIG, "image_encoder": TINY_CLIP_CONFIG}
+# the tiny model's shapes, made by the random loader's code path (UMT5: d_model = the DiT's text_dim)
+SMALL_UMT5 = {"vocab_size": 300, "d_model": 16, "d_kv": 8, "d_ff": 32, "num_layers": 1, "num_heads": 2}
+SMALL = {"transformer": TINY_TRANSFORMER_CONFIG, "vae": TINY_VAE_CONFIG, "image_encoder": TINY_CLIP_CONFIG,
+         "text_encoder": SMALL_UMT5}
 
 
 def _loader(**kw) -> RandomWanLoader:
@@ -35,9 +37,26 @@ def test_random_loader_defaults_to_the_real_14b_shape_and_is_seeded():
     wa, wb, wc = (x.transformer.blocks[0].attn1.to_q.weight for x in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
     assert torch.isfinite(wa).all() and 0.1 < wa.std().item() * 24**0.5 < 10  # ~ 1/sqrt(fan_in)
-    assert a.text_encoder is None and not a.is_tiny and "BENCHMARK ONLY" in a.source
+    assert not a.is_tiny and "BENCHMARK ONLY" in a.source
+    # the text path: a random UMT5 (real class; real XXL shape by default) behind a stand-in tokenizer
+    assert type(a.text_encoder).__name__ == "UMT5EncoderModel" and a.text_encoder.config.d_model == 16
+    assert a.tokenizer("a prompt", padding="max_length", max_length=512)["input_ids"].__len__() == 512
+    assert _loader(load_text_encoder=False).load().text_encoder is None
     emb = _loader().text_embeddings(["empty"])["empty"]
     assert emb.shape == (1, 512, 16)
+
+
+def test_random_umt5_has_the_real_xxl_shape():
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from ex4d.model.wan import UMT5_XXL_CONFIG, random_umt5_encoder
+
+    assert RandomWanLoader().text_encoder_config == UMT5_XXL_CONFIG
+    m = random_umt5_encoder("meta", torch.bfloat16)
+    assert isinstance(m, UMT5EncoderModel) and isinstance(m.config, UMT5Config)
+    assert 5.6e9 < sum(p.numel() for p in m.parameters()) < 5.8e9  # UMT5-XXL's encoder: 5.68 B
+    with pytest.raises(InputError, match="text_encoder.d_model"):
+        RandomWanLoader(text_encoder={"d_model": 8})
 
 
 def test_synthetic_clips_have_the_cached_latent_layout():
