@@ -15,10 +15,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> dict:
+    from ex4d.runners.cli import run_app
     from ex4d.runners.evaluate import run_evaluate
 
-    return run_evaluate(cfg)
+    return run_app(run_evaluate, cfg)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
 
 
 if __name__ == "__main__":
-    main()
+    from ex4d.runners.cli import main as cli_main
+
+    cli_main(main)

@@ -14,10 +14,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="infer")
 def main(cfg: DictConfig) -> dict:
+    from ex4d.runners.cli import run_app
     from ex4d.runners.infer import run_infer
 
-    return run_infer(cfg)
+    return run_app(run_infer, cfg)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
 
 
 if __name__ == "__main__":
-    main()
+    from ex4d.runners.cli import main as cli_main
+
+    cli_main(main)

@@ -16,10 +16,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> dict:
+    from ex4d.runners.cli import run_app
     from ex4d.runners.train import run_train
 
-    return run_train(cfg)
+    return run_app(run_train, cfg, keep_outputs_on_failure=True)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
 
 
 if __name__ == "__main__":
-    main()
+    from ex4d.runners.cli import main as cli_main
+
+    cli_main(main)

@@ -19,10 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare_data")
 def main(cfg: DictConfig) -> dict:
+    from ex4d.runners.cli import run_app
     from ex4d.runners.prepare_data import run_prepare_data
 
-    return run_prepare_data(cfg)
+    return run_app(run_prepare_data, cfg)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
 
 
 if __name__ == "__main__":
-    main()
+    from ex4d.runners.cli import main as cli_main
+
+    cli_main(main)

@@ -10,7 +10,9 @@ Batch format (use a DataLoader with ``batch_size=None``: one video per step)::
     {"id": str, "colour": (T, H, W, 3) uint8, "mask": (T, H, W) bool,
      "first_frame": (H, W, 3) uint8 (optional), "prompt": str (optional), "seed": int (optional)}
 
-``predict_step`` returns ``{"id": ..., "frames": (T, H, W, 3) uint8 CPU tensor, "timings": {...}}``.
+``predict_step`` returns ``{"id": ..., "frames": (T, H, W, 3) uint8 CPU tensor, "timings": {...}}``. With
+``continue_on_error`` a failing video (or a batch that arrives as ``{"id", "error"}``, an input the dataset
+could not prepare) gives ``{"id": ..., "error": one-line reason, "traceback": str}`` instead, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ class GeneratePredictModule(L.LightningModule):
         checkpoint: str | Path | None = None,
         settings: GenerateSettings | None = None,
         memory_mode: str | None = None,
+        continue_on_error: bool = False,
     ) -> None:
         super().__init__()
+        self.continue_on_error = continue_on_error
         self.model_loader = model
         self.lora = lora
         self.checkpoint = checkpoint
@@ -56,6 +60,21 @@ class GeneratePredictModule(L.LightningModule):
             )
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> dict:
+        if batch.get("error"):
+            return {"id": batch.get("id", batch_idx), "error": batch["error"], "traceback": batch.get("traceback")}
+        if not self.continue_on_error:
+            return self._generate(batch, batch_idx)
+        try:
+            return self._generate(batch, batch_idx)
+        except Exception as e:  # noqa: BLE001 - recorded for this video; the others go on
+            import traceback
+
+            from ex4d.utils.errors import error_reason
+
+            return {"id": batch.get("id", batch_idx), "error": error_reason(e),
+                    "traceback": "".join(traceback.format_exception(e))}
+
+    def _generate(self, batch: dict, batch_idx: int) -> dict:
         frames = self.generator(
             batch["colour"],
             batch["mask"],

@@ -46,7 +46,7 @@ from ex4d.metrics.report import metrics_table, table1
 from ex4d.metrics.vbench import MotionSmoothness, VBenchDimension
 from ex4d.metrics.video import as_video
 from ex4d.metrics.weights import Skipped, run_or_skip
-from ex4d.runners.common import run_dir, save_resolved_config, write_json
+from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, staged_outputs, write_json
 from ex4d.utils.device import resolve_device
 from ex4d.utils.errors import InputError, MissingWeightsError
 
@@ -464,6 +464,7 @@ def run_evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.benchmark`` (see module docstring); returns the results dict (also ``results.json``)."""
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    clock = StageClock()
     bench = cfg.benchmark
     dataset = select_dataset(cfg)
     names = check_metric_names(cfg)
@@ -484,7 +485,8 @@ def run_evaluate(cfg: DictConfig) -> dict:
         gen_dirs = {i: (p.parent if p.name == "output.mp4" else None) for i, p in generated.items()}
         method = cfg.method or Path(str(cfg.generated_dir)).name
     else:
-        gen_dir, gen_info = generate_videos(cfg, dataset, videos, model)
+        with clock.stage("generate"):
+            gen_dir, gen_info = generate_videos(cfg, dataset, videos, model)
         generated = ours_files(gen_dir, videos)
         gen_dirs = {v.id: gen_dir / v.id for v in videos}
         ck = gen_info["checkpoint"]
@@ -495,44 +497,45 @@ def run_evaluate(cfg: DictConfig) -> dict:
     if any(have_targets) and not all(have_targets):
         raise InputError(f"the benchmark set lists ground-truth targets for {sum(have_targets)} of {len(videos)} videos; "
                          "list one for every video or for none")
-    accs, skipped = build_metrics(cfg, names, all(have_targets))
-    test_only = test_only or any(_uses_test_extractor(getattr(a, "metric", None)) for a in accs.values())
+    with clock.stage("metrics"):
+        accs, skipped = build_metrics(cfg, names, all(have_targets))
+        test_only = test_only or any(_uses_test_extractor(getattr(a, "metric", None)) for a in accs.values())
 
-    rows = []
-    fps_warned = False
-    for v in videos:
-        gpath = generated[v.id]
-        gen, fps = _read_generated(gpath)
-        src = load_source_frames(cfg, v)
-        if gen.shape[0] != src.shape[0]:
-            raise InputError(
-                f"generated video {gpath} has {gen.shape[0]} frames but its source {v.path} gives {src.shape[0]} "
-                f"(data.num_frames={cfg.data.num_frames}); generated and source videos must have the same length"
-            )
-        T, H, W = gen.shape[:3]
-        if cfg.source_resize == "generated":
-            src = resize_frames(src, H, W)
-        ctx = {"generated": str(gpath), "source": str(v.path)}
-        if "camera_following" in accs:
-            ctx["K"], ctx["w2c"] = requested_path(cfg, gen_dirs[v.id], T, H, W)
-        if v.target is not None:
-            tgt, _ = read_video(v.target)
-            if tgt.shape[0] < T:
-                raise InputError(f"target video {v.target} has {tgt.shape[0]} frames, its generated video {gpath} has {T}")
-            ctx["target"] = resize_frames(tgt[:T], H, W) if cfg.source_resize == "generated" else tgt[:T]
-            ctx["target_path"] = str(v.target)
-        dd = accs.get("dynamic_degree")
-        if dd is not None and abs(dd.metric.fps - fps) > 0.5 and not fps_warned:
-            log.warning("metrics.dynamic_degree.fps=%s but %s plays at %.2f fps", dd.metric.fps, gpath, fps)
-            fps_warned = True
-        row = {"id": v.id, "source": str(v.path), "generated": str(gpath), "frames": T, "height": H, "width": W}
-        for acc in accs.values():
-            row.update(acc.update(v.id, gen, src, ctx))
-        rows.append(row)
+        rows = []
+        fps_warned = False
+        for v in videos:
+            gpath = generated[v.id]
+            gen, fps = _read_generated(gpath)
+            src = load_source_frames(cfg, v)
+            if gen.shape[0] != src.shape[0]:
+                raise InputError(
+                    f"generated video {gpath} has {gen.shape[0]} frames but its source {v.path} gives {src.shape[0]} "
+                    f"(data.num_frames={cfg.data.num_frames}); generated and source videos must have the same length"
+                )
+            T, H, W = gen.shape[:3]
+            if cfg.source_resize == "generated":
+                src = resize_frames(src, H, W)
+            ctx = {"generated": str(gpath), "source": str(v.path)}
+            if "camera_following" in accs:
+                ctx["K"], ctx["w2c"] = requested_path(cfg, gen_dirs[v.id], T, H, W)
+            if v.target is not None:
+                tgt, _ = read_video(v.target)
+                if tgt.shape[0] < T:
+                    raise InputError(f"target video {v.target} has {tgt.shape[0]} frames, its generated video {gpath} has {T}")
+                ctx["target"] = resize_frames(tgt[:T], H, W) if cfg.source_resize == "generated" else tgt[:T]
+                ctx["target_path"] = str(v.target)
+            dd = accs.get("dynamic_degree")
+            if dd is not None and abs(dd.metric.fps - fps) > 0.5 and not fps_warned:
+                log.warning("metrics.dynamic_degree.fps=%s but %s plays at %.2f fps", dd.metric.fps, gpath, fps)
+                fps_warned = True
+            row = {"id": v.id, "source": str(v.path), "generated": str(gpath), "frames": T, "height": H, "width": W}
+            for acc in accs.values():
+                row.update(acc.update(v.id, gen, src, ctx))
+            rows.append(row)
 
-    metrics: dict = {}
-    for name in names:  # the benchmark's order; a metric reports one or more numbers (or skips)
-        metrics.update(accs[name].finish() if name in accs else skipped[name])
+        metrics: dict = {}
+        for name in names:  # the benchmark's order; a metric reports one or more numbers (or skips)
+            metrics.update(accs[name].finish() if name in accs else skipped[name])
     results = {
         "benchmark": str(bench.name),
         "title": str(bench.get("title", bench.name)),
@@ -551,13 +554,20 @@ def run_evaluate(cfg: DictConfig) -> dict:
     if test_only:
         md = "> **TEST ONLY**: random-weight model or metric stand-ins; these numbers are not results.\n\n" + md
     md += f"\n#### All metrics: {method}, {bench.name}, set {dataset.name} (N={len(videos)})\n\n" + metrics_table(results)
-    (out / "table.md").write_text(md)
-    (out / "table.tex").write_text(table.latex())
-    write_per_video_csv(out / "per_video.csv", rows)
-    results["files"] = {"results": "results.json", "table": "table.md", "latex": "table.tex", "per_video": "per_video.csv"}
-    results["logger"] = log_to_logger(cfg, out, results, table)
-    write_json(out / "results.json", results)
-    save_resolved_config(cfg, out / "config.yaml")
+    with staged_outputs(out) as stage_dir:  # all or nothing; an earlier run's files in this folder are replaced
+        (stage_dir / "table.md").write_text(md)
+        (stage_dir / "table.tex").write_text(table.latex())
+        write_per_video_csv(stage_dir / "per_video.csv", rows)
+        results["files"] = {"results": "results.json", "table": "table.md", "latex": "table.tex",
+                            "per_video": "per_video.csv", "summary": "summary.json"}
+        results["logger"] = log_to_logger(cfg, stage_dir, results, table)
+        write_json(stage_dir / "results.json", results)
+        save_resolved_config(cfg, stage_dir / "config.yaml")
+        write_json(stage_dir / "summary.json", {
+            "benchmark": results["benchmark"], "method": results["method"], "n_videos": len(videos),
+            "input": {"given": str(dataset.source), "resolved": str(Path(str(dataset.source)).expanduser().resolve())
+                      if not str(dataset.source).startswith("builtin:") else str(dataset.source), "kind": "benchmark"},
+            "generation": gen_info, **run_record(cfg), **clock.record()})
     results["output_dir"] = str(out)
     log.info("\n%s", md)
     log.info("wrote %s", out)

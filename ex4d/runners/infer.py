@@ -17,6 +17,7 @@ forward over the ranks (:mod:`ex4d.pipelines.parallel`); rank 0 writes the outpu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -26,15 +27,28 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import BasePredictionWriter
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ex4d.data.inputs import load_input_clip
 from ex4d.io.video import write_video
 from ex4d.pipelines.batch import ReconGenerateSet, list_inputs, unique_ids
 from ex4d.pipelines.recon import ReconPipeline, save_recon
 from ex4d.pipelines.stage_io import find_recon_videos, read_first_frame, read_recon_videos, resize_for_generation
-from ex4d.runners.common import run_dir, save_resolved_config, staged_outputs, write_json
-from ex4d.utils.errors import InputError
+from ex4d.runners.common import (
+    FAILED,
+    SET_MARKER,
+    StageClock,
+    error_reason,
+    item_log,
+    mark_failed,
+    run_dir,
+    run_record,
+    save_resolved_config,
+    settings_hash,
+    staged_outputs,
+    write_json,
+)
+from ex4d.utils.errors import InputError, MissingWeightsError
 from ex4d.utils.visualize import contact_sheet
 
 log = logging.getLogger("ex4d.infer")
@@ -118,18 +132,39 @@ def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None
 
 
 def resolve_stage(cfg: DictConfig) -> str:
+    """The stage to run. Generation weights are checked here, before any reconstruction: ``stage=all`` or
+    ``generate`` with a missing file stops at once (MissingWeightsError naming it and the download command)."""
     if cfg.stage not in STAGES:
         raise InputError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
-    if cfg.stage != "auto":
-        return cfg.stage
     from ex4d.pipelines.generate import DOWNLOAD_HINT
 
-    missing = missing_generator_files(cfg)
+    missing = missing_generator_files(cfg) if cfg.stage != "recon" else []
+    hint = f"{DOWNLOAD_HINT} --local-dir {cfg.paths.weights_dir}"
+    if cfg.stage in ("all", "generate"):
+        if missing:
+            raise MissingWeightsError(f"stage={cfg.stage} needs {', '.join(missing)}; download with: {hint} "
+                                      f"(or stage=recon for the DW-Mesh stage alone)")
+        return cfg.stage
+    if cfg.stage == "recon":
+        return "recon"
     if not missing:
         return "all"
-    log.warning("stage=auto: generator weights missing (%s); running the DW-Mesh stage only. Download with: "
-                "%s --local-dir %s", ", ".join(missing), DOWNLOAD_HINT, cfg.paths.weights_dir)
+    log.warning("stage=auto: generator weights missing (%s); running the DW-Mesh stage only. Download with: %s",
+                ", ".join(missing), hint)
     return "recon"
+
+
+def resolved_input(cfg: DictConfig, stage: str) -> dict:
+    """What the run read: the ``input=`` value as given and as resolved (absolute path), or the recon folder."""
+    if stage == "generate":
+        given = str(cfg.recon_dir)
+        return {"given": given, "resolved": str(Path(given).expanduser().resolve()), "kind": "recon_dir"}
+    given = str(cfg.input)
+    if given.startswith("example:"):
+        return {"given": given, "resolved": given, "kind": "example"}
+    p = Path(given).expanduser().resolve()
+    kind = "folder" if p.is_dir() else "file"
+    return {"given": given, "resolved": str(p), "kind": kind}
 
 
 def run_infer(cfg: DictConfig) -> dict:
@@ -137,6 +172,8 @@ def run_infer(cfg: DictConfig) -> dict:
     parallel = instantiate(cfg.parallel) if cfg.get("parallel") else None
     if parallel is not None and parallel.enabled:
         return run_context_parallel(cfg, parallel)
+    if cfg.stage == "generate" and not cfg.get("recon_dir"):
+        raise InputError("stage=generate needs recon_dir=<folder with color.mp4 + mask.mp4>")
     stage = resolve_stage(cfg)
     out_dir = run_dir(cfg)
     inputs = list_inputs(str(cfg.input)) if stage != "generate" else None
@@ -147,17 +184,25 @@ def run_infer(cfg: DictConfig) -> dict:
 
 
 def run_one(cfg: DictConfig, stage: str, out_dir: Path, generator=None, write: bool = True) -> dict:
-    """One input (or one recon folder) through ``stage`` into ``out_dir`` (staged: no partial outputs)."""
+    """One input (or one recon folder) through ``stage`` into ``out_dir`` (staged: no partial outputs, earlier
+    outputs of the folder replaced as a whole)."""
     if stage == "generate" and not cfg.get("recon_dir"):
         raise InputError("stage=generate needs recon_dir=<folder with color.mp4 + mask.mp4>")
-    summary: dict = {"stage": stage, "input": str(cfg.input)}
+    clock = StageClock()
+    summary: dict = {"stage": stage, "input": resolved_input(cfg, stage), **run_record(cfg)}
     with staged_outputs(out_dir) as stage_dir:
         if stage in ("recon", "all"):
-            summary["recon"] = run_recon(cfg, str(cfg.input), stage_dir)
+            with clock.stage("recon"):
+                summary["recon"] = run_recon(cfg, str(cfg.input), stage_dir)
         if stage in ("generate", "all"):
             recon_dir = stage_dir if stage == "all" else Path(cfg.recon_dir)
-            summary["generate"] = run_generate(cfg, recon_dir, stage_dir, generator, write=write)
+            if generator is None:
+                with clock.stage("load_models"):
+                    generator = build_generator_from_cfg(cfg)
+            with clock.stage("generate"):
+                summary["generate"] = run_generate(cfg, recon_dir, stage_dir, generator, write=write)
         save_resolved_config(cfg, stage_dir / "config.yaml")
+        summary.update(clock.record())
         write_json(stage_dir / "summary.json", summary)
     summary["output_dir"] = str(out_dir)
     log.info("wrote %s", out_dir)
@@ -201,50 +246,143 @@ def run_context_parallel(cfg: DictConfig, parallel) -> dict:
 
 
 class _OutputWriter(BasePredictionWriter):
-    """Writes each predicted video next to its recon outputs (on the rank that generated it)."""
+    """Writes each predicted video next to its recon outputs (on the rank that generated it); a failed item
+    is left holding only FAILED.txt and its log."""
 
     def __init__(self, fps: float, columns: int):
         super().__init__(write_interval="batch")
-        self.fps, self.columns, self.written = fps, columns, []
+        self.fps, self.columns = fps, columns
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         out_dir = Path(batch["out_dir"])
-        write_generation(out_dir, prediction["frames"].numpy(), batch["colour"], batch["mask"], self.fps, self.columns)
-        write_json(out_dir / "generate.json", {"timings": prediction["timings"]})
-        self.written.append(prediction["id"])
+        if prediction.get("error"):
+            log.error("%s failed: %s", prediction["id"], prediction["error"])
+            mark_failed(out_dir, prediction["error"])
+            if prediction.get("traceback"):  # the item's log keeps the details
+                with (out_dir / "infer.log").open("a") as f:
+                    f.write(f"failed: {prediction['error']}\n{prediction['traceback']}")
+            return
+        with staged_outputs(out_dir, replace=False) as stage_dir:
+            write_generation(stage_dir, prediction["frames"].numpy(), batch["colour"], batch["mask"], self.fps,
+                             self.columns)
+            write_json(stage_dir / "generate.json", {"timings": prediction["timings"]})
+
+
+def recon_settings(cfg: DictConfig) -> dict:
+    """Every setting that changes the DW-Mesh stage's files."""
+    out = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "depth", "camera", "mesh", "renderer")}
+    out["recon"] = {k: v for k, v in OmegaConf.to_container(cfg.recon, resolve=True).items() if k != "chunk_size"}
+    return out
+
+
+def generation_settings(cfg: DictConfig) -> dict:
+    """Every setting that changes the generated video (given the recon outputs)."""
+    out = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "lora", "generate")}
+    out["gen_size"] = [cfg.data.get("gen_height"), cfg.data.get("gen_width")]
+    out["checkpoint"] = None if cfg.checkpoint is None else str(cfg.checkpoint)
+    out["output_fps"] = cfg.output_fps
+    for k in ("memory_mode", "device"):  # placement: same pixels
+        out["model"].pop(k, None)
+    return out
+
+
+def check_set_settings(cfg: DictConfig, out_dir: Path, ids: list[str], stage: str) -> None:
+    """A set folder remembers the settings its items were made with (``set.json``); resuming it with other
+    settings would mix two experiments in one folder, so it is refused, naming what changed."""
+    current = {"recon": settings_hash(recon_settings(cfg)), "generate": settings_hash(generation_settings(cfg))}
+    marker = out_dir / SET_MARKER
+    if marker.is_file():
+        before = json.loads(marker.read_text())
+        done_recon = any((out_dir / i / "color.mp4").is_file() for i in ids)
+        done_gen = any((out_dir / i / "output.mp4").is_file() for i in ids)
+        changed = [k for k, done in (("recon", done_recon), ("generate", done_gen and stage != "recon"))
+                   if done and before.get("hashes", {}).get(k) not in (None, current[k])]
+        if changed:
+            old = before.get("settings", {})
+            new = {"recon": recon_settings(cfg), "generate": generation_settings(cfg)}
+            keys = sorted({f"{k}.{g}" for k in changed for g in set(old.get(k, {})) | set(new[k])
+                           if old.get(k, {}).get(g) != new[k].get(g)})
+            raise InputError(f"{out_dir} holds results made with other settings (changed: {', '.join(keys) or changed}); "
+                             "resume it with its own settings (see its set.json), or give this run a new folder")
+        if stage == "recon":  # generation settings not used yet: keep the recorded ones if any
+            current["generate"] = before.get("hashes", {}).get("generate", current["generate"])
+    write_json(marker, {"hashes": current, "stage": stage, "inputs": len(ids),
+                        "settings": {"recon": recon_settings(cfg), "generate": generation_settings(cfg)}})
+
+
+def item_status(item_dir: Path, done_file: str) -> str:
+    if (item_dir / done_file).is_file():
+        return "done"
+    if (item_dir / FAILED).is_file():
+        return "failed"
+    return "not run"
+
+
+def status_table(rows: list[dict]) -> str:
+    width = max([len(r["id"]) for r in rows] + [4])
+    lines = [f"{'item':<{width}}  status   reason", f"{'-' * width}  -------  ------"]
+    for r in rows:
+        lines.append(f"{r['id']:<{width}}  {r['status']:<7}  {r.get('reason', '')}")
+    return "\n".join(lines)
 
 
 def run_many(cfg: DictConfig, inputs: list[Path], out_dir: Path, stage: str) -> dict:
-    """Every input of a set: recon (+ generation through ``trainer.predict``) into ``out_dir/<id>/``."""
+    """Every input of a set: recon (+ generation through ``trainer.predict``) into ``out_dir/<id>/``.
+
+    Finished items are skipped (resume); a failing item is recorded (its folder holds FAILED.txt and its log)
+    and the set goes on; the summary lists done / failed / skipped items, and a table is logged.
+    """
     ids = unique_ids(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_set_settings(cfg, out_dir, ids, stage)
+    clock = StageClock()
+    done_file = "color.mp4" if stage == "recon" else "output.mp4"
+    finished_before = {i for i in ids if (out_dir / i / done_file).is_file()}
     pipe = build_recon(cfg)
 
     def recon(source: str, item_dir: Path) -> None:
-        with staged_outputs(item_dir) as stage_dir:
+        with item_log(item_dir), staged_outputs(item_dir) as stage_dir:
             write_json(stage_dir / "recon_summary.json", run_recon(cfg, source, stage_dir, pipe))
 
-    summary: dict = {"stage": stage, "inputs": len(inputs), "output_dir": str(out_dir)}
+    summary: dict = {"stage": stage, "inputs": len(inputs), "output_dir": str(out_dir),
+                     "input": {"given": str(cfg.get("input")), "kind": "set",
+                               "resolved": [str(Path(p).expanduser().resolve()) for p in inputs]},
+                     **run_record(cfg)}
     if stage == "recon":
-        done = 0
-        for vid, source in zip(ids, inputs):
-            if not (out_dir / vid / "color.mp4").is_file():
-                recon(str(source), out_dir / vid)
-                done += 1
-        summary.update(processed=done, skipped=len(inputs) - done)
+        with clock.stage("recon"):
+            for vid, source in zip(ids, inputs):
+                if vid in finished_before:
+                    continue
+                try:
+                    recon(str(source), out_dir / vid)
+                except Exception as e:  # noqa: BLE001 - one bad input must not stop the set
+                    log.error("%s failed: %s", vid, error_reason(e))
     else:
         from ex4d.pipelines.generate_lightning import GeneratePredictModule
 
-        dataset = ReconGenerateSet(inputs, ids, out_dir, recon, cfg.data.gen_height, cfg.data.gen_width)
+        dataset = ReconGenerateSet(inputs, ids, out_dir, recon, cfg.data.gen_height, cfg.data.gen_width,
+                                   continue_on_error=True)
         log.info("%d inputs: %d to do, %d already finished", len(inputs), len(dataset), dataset.skipped)
         writer = _OutputWriter(cfg.output_fps, cfg.recon.contact_columns)
         if len(dataset):
-            module = GeneratePredictModule(instantiate(cfg.model), instantiate(cfg.lora), cfg.checkpoint,
-                                           instantiate(cfg.generate))
-            trainer = L.Trainer(**cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
-            loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False)
-            trainer.predict(module, loader, return_predictions=False)
-        summary.update(processed=len(writer.written), skipped=dataset.skipped)
+            with clock.stage("recon_and_generate"):
+                module = GeneratePredictModule(instantiate(cfg.model), instantiate(cfg.lora), cfg.checkpoint,
+                                               instantiate(cfg.generate), continue_on_error=True)
+                trainer = L.Trainer(**cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
+                loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False)
+                trainer.predict(module, loader, return_predictions=False)
+                trainer.strategy.barrier()
+    rows = []
+    for vid in ids:
+        status = "skipped" if vid in finished_before else item_status(out_dir / vid, done_file)
+        row = {"id": vid, "status": status}
+        if status == "failed":
+            row["reason"] = (out_dir / vid / FAILED).read_text().strip()
+        rows.append(row)
+    failed = [r["id"] for r in rows if r["status"] in ("failed", "not run")]
+    summary.update(processed=sum(r["status"] == "done" for r in rows), skipped=len(finished_before), failed=failed,
+                   items=rows, **clock.record())
+    log.info("set of %d inputs in %s:\n%s", len(ids), out_dir, status_table(rows))
     save_resolved_config(cfg, out_dir / "config.yaml")
     write_json(out_dir / "summary.json", summary)
     return summary

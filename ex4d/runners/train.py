@@ -36,7 +36,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
-from ex4d.runners.common import run_dir, save_resolved_config, write_json
+from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, write_json
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger("ex4d.train")
@@ -165,10 +165,19 @@ def _write_rank0_files(cfg: DictConfig, out: Path, info: dict, resumed: bool) ->
     write_json(out / RUN_INFO, info)
 
 
+def training_input(cfg: DictConfig) -> dict:
+    """What the run trains on: the shard folder (as given and resolved), or the synthetic clips."""
+    given = cfg.data.get("shards_dir") or cfg.data.get("root")
+    if not given:
+        return {"given": None, "resolved": None, "kind": "synthetic"}
+    return {"given": str(given), "resolved": str(Path(str(given)).expanduser().resolve()), "kind": "shards"}
+
+
 def run_train(cfg: DictConfig) -> dict:
     """Build data, module, strategy, logger and callbacks from ``cfg`` and fit. Returns the summary dict
     (also in ``summary.json``): run directory and id, steps, final metrics, adapter and checkpoint paths."""
     t0 = time.perf_counter()
+    clock = StageClock()
     check_shape(cfg.data)
     check_optimizer(cfg)
     resolve_compile_blocks(cfg)
@@ -209,7 +218,8 @@ def run_train(cfg: DictConfig) -> dict:
                                      callbacks=callbacks, default_root_dir=str(out))
     log.info("training run %s in %s (strategy %s, precision %s, %d device(s) x %d node(s))", run_id, out,
              type(trainer.strategy).__name__, trainer.precision, trainer.num_devices, trainer.num_nodes)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    with clock.stage("fit"):  # model loading (LightningModule.setup) included
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -224,6 +234,8 @@ def run_train(cfg: DictConfig) -> dict:
                     if isinstance(v, torch.Tensor) and v.numel() == 1},
         "adapter": str(adapter) if adapter else None, "checkpoint": ckpt or None,
         "trainable_parameters": module.model.parameter_counts() if module.model is not None else None,
+        "input": training_input(cfg),
+        **run_record(cfg), **clock.record(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if trainer.is_global_zero:

@@ -1,0 +1,151 @@
+"""What the entry points (``infer.py``, ``train.py``, ``evaluate.py``, ``tools/*.py``) do around a runner.
+
+A user error (bad input file, bad config value, missing weights) prints **one line** naming the file or key
+and the fix, with no traceback on screen; the traceback goes to the run's log file. The process exits with
+a status that says which kind of failure it was:
+
+====  =====================================================================================
+0     success
+2     bad input or config value (``InputError``; also Hydra's own composition errors, e.g. an
+      unknown key or option, which Hydra prints itself)
+3     missing model weights (``MissingWeightsError``; the line names the download command)
+4     a set of inputs finished, but some items failed (the table above it says which)
+70    internal error: a bug (one line on screen, the traceback in the log; please report it)
+130   interrupted (Ctrl-C)
+====  =====================================================================================
+
+The run folder is left holding only ``FAILED.txt`` (the same line) and the log, except for training runs,
+whose checkpoints stay for a resume, and for sets of inputs, whose finished items stay. Only one run at a
+time may use a folder (a lock on the folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ex4d.runners.common import SET_MARKER, mark_failed, run_dir, run_lock
+from ex4d.utils.errors import InputError, MissingWeightsError, error_reason, one_line
+
+log = logging.getLogger("ex4d")
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_WEIGHTS = 3
+EXIT_ITEMS_FAILED = 4
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+def _cause(e: BaseException) -> BaseException:
+    """Hydra's instantiate wraps constructor errors in InstantiationException: the cause is the real one."""
+    while type(e).__name__ == "InstantiationException" and e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+def exit_code(e: BaseException) -> int:
+    """The exit status of a failure (module docstring)."""
+    c = _cause(e)
+    if isinstance(c, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(c, MissingWeightsError):
+        return EXIT_WEIGHTS
+    if isinstance(c, InputError):
+        return EXIT_INPUT
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(c, OmegaConfBaseException):  # a missing / mistyped / unresolvable config value
+        return EXIT_INPUT
+    if isinstance(c, TypeError) and c is not e and "argument" in str(c):  # a config key the class does not take
+        return EXIT_INPUT
+    return EXIT_INTERNAL
+
+
+def log_files() -> list[Path]:
+    """The files the root logger writes to (Hydra's ``<run dir>/<job>.log``)."""
+    return [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+
+def log_traceback_to_files(e: BaseException, fallback: Path | None) -> Path | None:
+    """Write the traceback to the log files only (never to the console); returns the log path."""
+    record = logging.LogRecord("ex4d", logging.ERROR, __file__, 0, "run failed: %s", (error_reason(e),),
+                               (type(e), e, e.__traceback__))
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for h in handlers:
+        h.handle(record)
+    if handlers:
+        return Path(handlers[0].baseFilename)
+    if fallback is None:
+        return None
+    fallback.parent.mkdir(parents=True, exist_ok=True)
+    with fallback.open("a") as f:
+        f.write("run failed: " + error_reason(e) + "\n" + "".join(traceback.format_exception(e)))
+    return fallback
+
+
+def _is_rank0() -> bool:
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+
+
+def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_on_failure: bool = False) -> dict:
+    """Run ``fn(cfg)`` as a command-line app (module docstring); exits the process on failure.
+
+    ``keep_outputs_on_failure``: leave the folder's outputs (training checkpoints) and add ``FAILED.txt``.
+    """
+    out: Path | None = None
+    try:
+        out = run_dir(cfg)
+        if _is_rank0():
+            with run_lock(out):
+                result = fn(cfg)
+        else:
+            result = fn(cfg)
+    except BaseException as e:  # noqa: BLE001 - every failure ends here, classified
+        if isinstance(e, SystemExit):
+            raise
+        code = exit_code(e)
+        reason = error_reason(e)
+        where = log_traceback_to_files(e, out / "error.log" if out is not None else None)
+        locked_out = code == EXIT_INPUT and "is in use by another run" in str(e)
+        if out is not None and _is_rank0() and not locked_out:
+            if (out / SET_MARKER).exists() or keep_outputs_on_failure:  # finished items / checkpoints stay
+                if keep_outputs_on_failure:
+                    (out / "FAILED.txt").write_text(reason + "\n")
+            else:
+                mark_failed(out, reason)
+        detail = f" (log: {where})" if where else ""
+        if code == EXIT_INTERNAL:
+            print(f"internal error: {reason}{detail}. This is a bug: please report it with the log's traceback.",
+                  file=sys.stderr)
+        else:
+            print(f"error: {reason}{detail}", file=sys.stderr)
+        sys.stderr.flush()
+        sys.exit(code)
+    failed = result.get("failed") if isinstance(result, dict) else None
+    if failed:
+        print(f"error: {len(failed)} of {result.get('inputs', '?')} inputs failed (see the table above and "
+              f"FAILED.txt in their folders)", file=sys.stderr)
+        sys.exit(EXIT_ITEMS_FAILED)
+    return result
+
+
+def main(hydra_main: Callable[[], object]) -> None:
+    """Call a ``@hydra.main`` function; Hydra's own composition errors (it prints them, then exits 1: our runs
+    never exit 1) become exit status 2, as every other bad-config error."""
+    try:
+        hydra_main()
+    except SystemExit as e:
+        if e.code == 1:
+            sys.exit(EXIT_INPUT)
+        raise
+
+
+__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_ITEMS_FAILED", "EXIT_OK", "EXIT_WEIGHTS",
+           "exit_code", "main", "one_line", "run_app"]
