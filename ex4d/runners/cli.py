@@ -68,16 +68,17 @@ def exit_code(e: BaseException) -> int:
     return EXIT_INTERNAL
 
 
-def log_files() -> list[Path]:
-    """The files the root logger writes to (Hydra's ``<run dir>/<job>.log``)."""
-    return [Path(h.baseFilename) for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+def _file_handlers() -> list[logging.FileHandler]:
+    """The root logger's file handlers (Hydra's ``<run dir>/<job>.log``), not those writing to /dev/null."""
+    return [h for h in logging.getLogger().handlers
+            if isinstance(h, logging.FileHandler) and h.baseFilename != os.devnull]
 
 
 def log_traceback_to_files(e: BaseException, fallback: Path | None) -> Path | None:
     """Write the traceback to the log files only (never to the console); returns the log path."""
     record = logging.LogRecord("ex4d", logging.ERROR, __file__, 0, "run failed: %s", (error_reason(e),),
                                (type(e), e, e.__traceback__))
-    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    handlers = _file_handlers()
     for h in handlers:
         h.handle(record)
     if handlers:
