@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ex4d.data.prepare import prepare_shards
+from ex4d.data.shards import INDEX_NAME
+from ex4d.utils.errors import InputError
 
 log = logging.getLogger("ex4d.prepare_data")
 
@@ -45,3 +48,36 @@ def run_prepare_data(cfg: DictConfig) -> dict:
              summary["out_dir"], summary["written"], summary["existing"], summary["failed"], summary["indexed"],
              summary["splits"], summary["skipped_videos"])
     return summary
+
+
+def prepare_if_missing(cfg: DictConfig) -> dict | None:
+    """``data.prepare_if_missing``: when ``data.shards_dir`` has no index yet, write the shards first, as
+    ``python tools/prepare_data.py data=<same data> depth=.. masking=..`` would with the depth, masking, renderer,
+    mesh and seed of ``data.prepare`` (data=tiny: planes depth, render masks), so the shards' settings fingerprint
+    is that command's. Returns its summary, or None when nothing was to do (shards there, or the option off).
+
+    Global rank 0 only: Lightning's own DDP launcher starts the other ranks later, inside ``fit``; under
+    torchrun the other ranks do not wait and fail with the usual "run prepare_data" message, so prepare first.
+    """
+    data = cfg.data
+    if not data.get("prepare_if_missing", False) or not data.get("shards_dir"):
+        return None
+    if (Path(data.shards_dir) / INDEX_NAME).is_file():
+        return None
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return None
+    if not data.get("prepare"):
+        raise InputError("data.prepare_if_missing=true needs data.prepare (depth, masking, renderer, mesh, seed), "
+                         "as in conf/data/tiny.yaml; or write the shards with tools/prepare_data.py")
+    # data.* resolved against the caller's config (paths, ...); prepare.* unresolved, so that the masking's
+    # ${oc.select:renderer,...} / ${oc.select:mesh,...} pick prepare's renderer and mesh, as in prepare_data.yaml.
+    data_values = OmegaConf.to_container(data, resolve=True)
+    data_values.pop("prepare")
+    prepare = OmegaConf.to_container(data.prepare, resolve=False)
+    prep_cfg = OmegaConf.create({**prepare, "data": data_values, "split": "all", "device": "auto",
+                                 "overwrite": False, "limit": None, "progress": False})
+    log.info("data.shards_dir %s has no %s and data.prepare_if_missing is set: preparing the shards first (depth %s, "
+             "masking %s)", data.shards_dir, INDEX_NAME, prep_cfg.depth.get("_target_"), prep_cfg.masking.get("_target_"))
+    return run_prepare_data(prep_cfg)

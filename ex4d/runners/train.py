@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
 from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, write_json
+from ex4d.runners.prepare_data import prepare_if_missing
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger("ex4d.train")
@@ -181,6 +182,7 @@ def run_train(cfg: DictConfig) -> dict:
     check_shape(cfg.data)
     check_optimizer(cfg)
     resolve_compile_blocks(cfg)
+    prepare_if_missing(cfg)  # data=tiny: writes its own shards on a fresh clone (conf/data/tiny.yaml)
     check_shard_inputs(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):
         raise InputError("trainer.use_distributed_sampler must be false: the shard loader splits clips across ranks "

@@ -153,7 +153,24 @@ def test_bad_settings_fail_before_training(train_cfg, tmp_path):
     with pytest.raises(InputError, match="optimizer.fused=true"):  # Lightning would refuse it at the first step
         run_train(train_cfg(tmp_path / "r", "trainer.precision=bf16-mixed", "optimizer.fused=true"))
     with pytest.raises(InputError, match="prepare_data"):
-        run_train(train_cfg(tmp_path / "r", f"data.shards_dir={tmp_path / 'empty'}", "trainer.fast_dev_run=true"))
+        run_train(train_cfg(tmp_path / "r", f"data.shards_dir={tmp_path / 'empty'}", "data.prepare_if_missing=false",
+                            "trainer.fast_dev_run=true"))
+
+
+def test_tiny_data_prepares_missing_shards_as_the_prepare_command(train_cfg, compose, tmp_path):
+    # A fresh clone has no shards: data=tiny writes them (prepare_if_missing), with the settings of
+    # `python tools/prepare_data.py data=tiny depth=planes masking=render`, then trains.
+    from ex4d.runners.prepare_data import run_prepare_data
+
+    shards = tmp_path / "shards"
+    summary = run_train(train_cfg(tmp_path / "r", f"data.shards_dir={shards}", "trainer.fast_dev_run=true",
+                                  "logger=csv"))
+    assert summary["global_step"] == 1 and (shards / "index.jsonl").is_file()
+    assert len(list((shards / "clips").glob("*.safetensors"))) == 4
+    # The manual command finds every clip done: same settings fingerprint (a differing one is an error).
+    manual = run_prepare_data(compose("prepare_data", ["data=tiny", "depth=planes", "masking=render",
+                                                       f"data.shards_dir={shards}", "progress=false"]))
+    assert (manual["written"], manual["existing"], manual["failed"]) == (0, 4, 0)
 
 
 _RAW_DEEPSPEED = r"""
