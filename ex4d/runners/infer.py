@@ -263,8 +263,9 @@ class _OutputWriter(BasePredictionWriter):
                     f.write(f"failed: {prediction['error']}\n{prediction['traceback']}")
             return
         with staged_outputs(out_dir, replace=False) as stage_dir:
-            write_generation(stage_dir, prediction["frames"].numpy(), batch["colour"], batch["mask"], self.fps,
-                             self.columns)
+            # The DataLoader turned the batch's arrays into tensors and Lightning moved them to the GPU.
+            colour, mask = (np.asarray(torch.as_tensor(batch[k]).cpu()) for k in ("colour", "mask"))
+            write_generation(stage_dir, np.asarray(prediction["frames"].cpu()), colour, mask, self.fps, self.columns)
             write_json(stage_dir / "generate.json", {"timings": prediction["timings"]})
 
 
