@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run on the GPU test host (see docs/performance.md): install the carried wheels, then one of
 #   bash tools/gpu_host.sh tests      # the gpu-marked tests + bench_recon
+#   bash tools/gpu_host.sh entrypoints  # infer.py / train.py / evaluate.py as subprocesses (docs/performance.md)
 #   bash tools/gpu_host.sh generate   # bench_generate (random 14B weights)
 #   bash tools/gpu_host.sh levers     # bench_generate --levers: the issue-6 table, under 9 minutes
 #   bash tools/gpu_host.sh parallel   # 2+ GPUs: one 480x832x81 video over all GPUs vs one (bench_parallel)
@@ -19,6 +20,10 @@ case "${1:-tests}" in
     python3 -m pytest -q -m gpu tests/gpu -s -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log"
     python3 tools/bench_recon.py --out "$OUT/bench_recon.json" 2>&1 | tee "$OUT/bench_recon.log"
     python3 tools/bench_recon.py --static --sizes 49x512x768 --out "$OUT/bench_recon_static.json" 2>&1 | tail -5 | tee -a "$OUT/bench_recon.log"
+    ;;
+  entrypoints)
+    EX4D_GPU_REPORT="$OUT/entrypoints.jsonl" python3 -m pytest -q -m gpu tests/gpu/test_entrypoints_gpu.py -s \
+      -p no:cacheprovider 2>&1 | tee "$OUT/entrypoints.log"
     ;;
   generate)
     shift
