@@ -20,7 +20,7 @@ def main(cfg: DictConfig) -> dict:
     from ex4d.runners.cli import run_app
     from ex4d.runners.cache_latents import run_cache_latents
 
-    return run_app(run_cache_latents, cfg)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
+    return run_app(run_cache_latents, cfg, write_summary=True)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
 
 
 if __name__ == "__main__":

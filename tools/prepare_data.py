@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> dict:
     from ex4d.runners.cli import run_app
     from ex4d.runners.prepare_data import run_prepare_data
 
-    return run_app(run_prepare_data, cfg)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
+    return run_app(run_prepare_data, cfg, write_summary=True)  # user errors: one line, exit 2/3 (ex4d/runners/cli.py)
 
 
 if __name__ == "__main__":

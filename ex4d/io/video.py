@@ -19,6 +19,7 @@ from ex4d.utils.errors import InputError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 RESIZE_MODES = ("keep_aspect", "squash", "none")
+ENCODER_THREADS = 4
 
 
 @dataclass
@@ -230,6 +231,9 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 30.0, crf: in
         # yuv420p (what every player reads) needs even sides.
         stream.pix_fmt = "rgb24" if lossless else ("yuv444p" if H % 2 or W % 2 else "yuv420p")
         stream.options = {"qp": "0"} if lossless else {"crf": str(crf)}
+        # x264's output depends on its thread count (auto = cores x 1.5): fixed, so that a file is the same on
+        # every machine, not only between runs on one.
+        stream.codec_context.thread_count = ENCODER_THREADS
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(packet)

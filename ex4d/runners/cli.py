@@ -30,7 +30,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ex4d.runners.common import SET_MARKER, mark_failed, run_dir, run_lock
+from ex4d.runners.common import SET_MARKER, StageClock, mark_failed, run_dir, run_lock, run_record, write_json
 from ex4d.utils.errors import InputError, MissingWeightsError, error_reason, one_line
 
 log = logging.getLogger("ex4d")
@@ -95,17 +95,24 @@ def _is_rank0() -> bool:
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
 
-def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_on_failure: bool = False) -> dict:
+def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_on_failure: bool = False,
+            write_summary: bool = False) -> dict:
     """Run ``fn(cfg)`` as a command-line app (module docstring); exits the process on failure.
 
     ``keep_outputs_on_failure``: leave the folder's outputs (training checkpoints) and add ``FAILED.txt``.
+    ``write_summary``: write the returned dict as ``<run dir>/summary.json`` with the run record (commit,
+    config hash, wall time and peak GPU memory), for tools whose runners do not write one themselves.
     """
     out: Path | None = None
     try:
         out = run_dir(cfg)
         if _is_rank0():
             with run_lock(out):
-                result = fn(cfg)
+                clock = StageClock()
+                with clock.stage(str(getattr(fn, "__name__", "run")).removeprefix("run_")):
+                    result = fn(cfg)
+                if write_summary and isinstance(result, dict):
+                    write_json(out / "summary.json", {**result, **run_record(cfg), **clock.record()})
         else:
             result = fn(cfg)
     except BaseException as e:  # noqa: BLE001 - every failure ends here, classified
@@ -130,9 +137,11 @@ def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_o
         sys.stderr.flush()
         sys.exit(code)
     failed = result.get("failed") if isinstance(result, dict) else None
-    if failed:
-        print(f"error: {len(failed)} of {result.get('inputs', '?')} inputs failed (see the table above and "
-              f"FAILED.txt in their folders)", file=sys.stderr)
+    n_failed = len(failed) if isinstance(failed, (list, tuple, dict)) else int(failed or 0)
+    if n_failed:
+        total = result.get("inputs", result.get("clips", "?"))
+        print(f"error: {n_failed} of {total} inputs failed (see the table above and FAILED.txt in their folders, "
+              f"or the log)", file=sys.stderr)
         sys.exit(EXIT_ITEMS_FAILED)
     return result
 

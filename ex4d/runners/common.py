@@ -197,6 +197,7 @@ class StageClock:
     def __init__(self) -> None:
         self.stages: dict[str, dict] = {}
         self.t0 = time.perf_counter()
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S")
 
     @contextmanager
     def stage(self, name: str):
@@ -219,7 +220,7 @@ class StageClock:
             }
 
     def record(self) -> dict:
-        return {"stages": self.stages, "seconds": round(time.perf_counter() - self.t0, 3)}
+        return {"started": self.started, "stages": self.stages, "seconds": round(time.perf_counter() - self.t0, 3)}
 
 
 def run_record(cfg: DictConfig) -> dict:
@@ -230,8 +231,7 @@ def run_record(cfg: DictConfig) -> dict:
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {"commit": git_commit(), "config_hash": config_hash(cfg), "ex4d": ex4d.__version__,
-            "torch": torch.__version__, "gpu": gpu, "host": os.uname().nodename,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "torch": torch.__version__, "gpu": gpu, "host": os.uname().nodename}
 
 
 def settings_hash(settings: dict) -> str:
