@@ -22,11 +22,9 @@ import logging
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import BasePredictionWriter
 from omegaconf import DictConfig, OmegaConf
 
 from ex4d.data.inputs import load_input_clip
@@ -245,28 +243,33 @@ def run_context_parallel(cfg: DictConfig, parallel) -> dict:
             torch.distributed.destroy_process_group()
 
 
-class _OutputWriter(BasePredictionWriter):
-    """Writes each predicted video next to its recon outputs (on the rank that generated it); a failed item
-    is left holding only FAILED.txt and its log."""
+def output_writer(fps: float, columns: int):
+    """A Lightning prediction writer that writes each predicted video next to its recon outputs (on the rank
+    that generated it); a failed item is left holding only FAILED.txt and its log. (Lightning is imported
+    here, not at module level: a single video never needs it, and it costs seconds at start-up.)"""
+    from lightning.pytorch.callbacks import BasePredictionWriter
 
-    def __init__(self, fps: float, columns: int):
-        super().__init__(write_interval="batch")
-        self.fps, self.columns = fps, columns
+    class OutputWriter(BasePredictionWriter):
+        def __init__(self):
+            super().__init__(write_interval="batch")
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        out_dir = Path(batch["out_dir"])
-        if prediction.get("error"):
-            log.error("%s failed: %s", prediction["id"], prediction["error"])
-            mark_failed(out_dir, prediction["error"])
-            if prediction.get("traceback"):  # the item's log keeps the details
-                with (out_dir / "infer.log").open("a") as f:
-                    f.write(f"failed: {prediction['error']}\n{prediction['traceback']}")
-            return
-        with staged_outputs(out_dir, replace=False) as stage_dir:
-            # The DataLoader turned the batch's arrays into tensors and Lightning moved them to the GPU.
-            colour, mask = (np.asarray(torch.as_tensor(batch[k]).cpu()) for k in ("colour", "mask"))
-            write_generation(stage_dir, np.asarray(prediction["frames"].cpu()), colour, mask, self.fps, self.columns)
-            write_json(stage_dir / "generate.json", {"timings": prediction["timings"]})
+        def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                               dataloader_idx=0):
+            out_dir = Path(batch["out_dir"])
+            if prediction.get("error"):
+                log.error("%s failed: %s", prediction["id"], prediction["error"])
+                mark_failed(out_dir, prediction["error"])
+                if prediction.get("traceback"):  # the item's log keeps the details
+                    with (out_dir / "infer.log").open("a") as f:
+                        f.write(f"failed: {prediction['error']}\n{prediction['traceback']}")
+                return
+            with staged_outputs(out_dir, replace=False) as stage_dir:
+                # The DataLoader turned the batch's arrays into tensors and Lightning moved them to the GPU.
+                colour, mask = (np.asarray(torch.as_tensor(batch[k]).cpu()) for k in ("colour", "mask"))
+                write_generation(stage_dir, np.asarray(prediction["frames"].cpu()), colour, mask, fps, columns)
+                write_json(stage_dir / "generate.json", {"timings": prediction["timings"]})
+
+    return OutputWriter()
 
 
 def recon_settings(cfg: DictConfig) -> dict:
@@ -364,8 +367,10 @@ def run_many(cfg: DictConfig, inputs: list[Path], out_dir: Path, stage: str) -> 
         dataset = ReconGenerateSet(inputs, ids, out_dir, recon, cfg.data.gen_height, cfg.data.gen_width,
                                    continue_on_error=True)
         log.info("%d inputs: %d to do, %d already finished", len(inputs), len(dataset), dataset.skipped)
-        writer = _OutputWriter(cfg.output_fps, cfg.recon.contact_columns)
+        writer = output_writer(cfg.output_fps, cfg.recon.contact_columns)
         if len(dataset):
+            import lightning as L
+
             with clock.stage("recon_and_generate"):
                 module = GeneratePredictModule(instantiate(cfg.model), instantiate(cfg.lora), cfg.checkpoint,
                                                instantiate(cfg.generate), continue_on_error=True)
