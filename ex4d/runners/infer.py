@@ -34,6 +34,7 @@ from ex4d.pipelines.batch import ReconGenerateSet, list_inputs, unique_ids
 from ex4d.pipelines.recon import ReconPipeline, save_recon
 from ex4d.pipelines.stage_io import find_recon_videos, read_first_frame, read_recon_videos, resize_for_generation
 from ex4d.runners.common import run_dir, save_resolved_config, staged_outputs, write_json
+from ex4d.runners.validate import check_infer_config
 from ex4d.utils.errors import InputError
 from ex4d.utils.visualize import contact_sheet
 
@@ -134,10 +135,12 @@ def resolve_stage(cfg: DictConfig) -> str:
 
 def run_infer(cfg: DictConfig) -> dict:
     """Run the stages asked for by ``cfg.stage``; returns a summary dict (also written to summary.json)."""
+    check_infer_config(cfg)  # bad values fail here, before any input is read
     parallel = instantiate(cfg.parallel) if cfg.get("parallel") else None
     if parallel is not None and parallel.enabled:
         return run_context_parallel(cfg, parallel)
     stage = resolve_stage(cfg)
+    check_infer_config(cfg, stage)  # stage=auto resolved: the generation checks too
     out_dir = run_dir(cfg)
     inputs = list_inputs(str(cfg.input)) if stage != "generate" else None
     with torch.inference_mode():
@@ -176,6 +179,7 @@ def run_context_parallel(cfg: DictConfig, parallel) -> dict:
     from ex4d.pipelines.parallel import init_distributed
 
     stage = resolve_stage(cfg)
+    check_infer_config(cfg, stage)
     if stage == "recon":
         why = ("stage=auto found no generator weights (see the warning above)" if cfg.stage == "auto"
                else "stage=recon has none (use stage=all or stage=generate)")
