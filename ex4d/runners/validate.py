@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from ex4d.data.inputs import GENERATION_MULTIPLE, clip_options
 from ex4d.pipelines.conditioning import VAE_TIME_FACTOR
 from ex4d.pipelines.recon import check_recon_options
-from ex4d.utils.checks import check_number
+from ex4d.utils.checks import check_bool, check_int, check_number
 from ex4d.utils.device import resolve_device
 from ex4d.utils.errors import InputError, MissingWeightsError
 
@@ -37,6 +37,14 @@ def instantiate_checked(node):
         if isinstance(e.__cause__, InputError):
             raise e.__cause__ from None
         raise
+
+
+def check_generation_frames(n: int, key: str = "data.num_frames") -> None:
+    """Wan's VAE compresses time 4x after the first frame: a generated clip has 4k + 1 frames."""
+    if n % VAE_TIME_FACTOR != 1:
+        lo = (n - 1) // VAE_TIME_FACTOR * VAE_TIME_FACTOR + 1
+        hint = f"{lo} or {lo + VAE_TIME_FACTOR}" if lo > 1 else f"{lo + VAE_TIME_FACTOR}"
+        raise InputError(f"{key}={n}: generation needs 4k + 1 frames (Wan's VAE); use {hint}")
 
 
 def check_missing(cfg: DictConfig, groups: tuple[str, ...]) -> None:
@@ -67,11 +75,8 @@ def check_infer_config(cfg: DictConfig, stage: str | None = None) -> None:
         camera = instantiate_checked(cfg.camera)
         if hasattr(camera, "validate"):  # reads a camera file now: wrong frame count before any decoding
             camera.validate(opts["num_frames"])
-    n = opts["num_frames"]
-    if stage == "all" and n % VAE_TIME_FACTOR != 1:
-        lo = (n - 1) // VAE_TIME_FACTOR * VAE_TIME_FACTOR + 1
-        hint = f"{lo} or {lo + VAE_TIME_FACTOR}" if lo > 1 else f"{lo + VAE_TIME_FACTOR}"
-        raise InputError(f"data.num_frames={n}: generation needs 4k + 1 frames (Wan's VAE); use {hint}")
+    if stage == "all":
+        check_generation_frames(opts["num_frames"])
     if stage in ("all", "generate") and cfg.data.get("gen_height") is None:
         # Generation at the recon size: the recon sides must suit Wan too.
         if opts["height"] is not None:
@@ -101,3 +106,54 @@ def check_generation_config(cfg: DictConfig, stage: str) -> None:
     if missing:
         raise MissingWeightsError(f"stage={stage} needs weights that are missing: {', '.join(missing)}; download with: "
                                   f"{DOWNLOAD_HINT} --local-dir {cfg.paths.weights_dir} (or run stage=recon)")
+
+
+# Integer Trainer knobs of conf/trainer/*.yaml and their smallest value (-1: Lightning's "no limit").
+TRAINER_INTS = {"max_steps": -1, "max_epochs": -1, "accumulate_grad_batches": 1, "num_nodes": 1,
+                "log_every_n_steps": 1, "num_sanity_val_steps": -1}
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """The ``train.py`` values that are used only after the model is built (the seed, the loader's erosion,
+    Trainer counters, the checkpoint to resume), checked first; InputError names the key."""
+    check_int(cfg.seed, "seed")
+    check_bool(cfg.get("resume_in_place", True), "resume_in_place")
+    erosion = cfg.data.get("erosion")
+    if erosion is not None:
+        check_bool(erosion.enabled, "data.erosion.enabled")
+        k_min = check_int(erosion.k_min, "data.erosion.k_min", minimum=1)
+        check_int(erosion.k_max, "data.erosion.k_max", minimum=k_min)
+    for key, minimum in TRAINER_INTS.items():
+        if cfg.trainer.get(key) is not None:
+            check_int(cfg.trainer[key], f"trainer.{key}", minimum=minimum)
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip is not None:
+        check_number(clip, "trainer.gradient_clip_val", minimum=0.0)
+    ckpt = cfg.get("ckpt_path")
+    if ckpt:
+        from pathlib import Path
+
+        p = Path(str(ckpt)).expanduser()
+        if p.is_file() and p.suffix != ".ckpt":
+            raise InputError(f"ckpt_path {p}: expected a Lightning .ckpt file or a DeepSpeed checkpoint folder "
+                             "(<run>/checkpoints/last.ckpt); an adapter .safetensors goes to module.init_adapter")
+
+
+def check_evaluate_config(cfg: DictConfig) -> None:
+    """The ``evaluate.py`` values: the pipeline's data/recon/output options as for infer.py (sizes and the
+    4k + 1 frame count included when it generates), devices, bootstrap counts, seed and switches, before the
+    benchmark's videos are generated (hours on the real model)."""
+    opts = clip_options(cfg.data)
+    check_recon_options(**{k: cfg.recon[k] for k in RECON_KEYS if k in cfg.recon})
+    check_number(cfg.output_fps, "output_fps", positive=True)
+    resolve_device(cfg.device, "device")
+    resolve_device(cfg.metrics_device, "metrics_device")
+    check_int(cfg.n_boot, "n_boot", minimum=1)
+    check_int(cfg.n_boot_set, "n_boot_set", minimum=1)
+    check_int(cfg.seed, "seed")
+    check_bool(cfg.check_sha256, "check_sha256")
+    if cfg.get("camera_following_focal_px") is not None:
+        check_number(cfg.camera_following_focal_px, "camera_following_focal_px", positive=True)
+    if not cfg.get("generated_dir"):
+        check_generation_frames(opts["num_frames"], "data.num_frames (benchmark.datasets.<set>.num_frames)")
+        instantiate_checked(cfg.generate)

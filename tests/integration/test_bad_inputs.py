@@ -6,9 +6,12 @@ construction of every stage object, which is all a run does before it reads the 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 
 from ex4d.runners.infer import run_infer
 from ex4d.runners.validate import check_infer_config, instantiate_checked
@@ -159,3 +162,101 @@ def test_a_renderer_refuses_a_singular_K():
     for K in (torch.zeros(3, 3), torch.diag(torch.tensor([500.0, 500.0, 0.0]))):
         with pytest.raises(InputError, match="renderer: 'K'"):
             CpuRenderer().render(mesh, torch.eye(4, dtype=torch.float64)[None], K)
+
+
+TRAIN_BAD_VALUES = [
+    (["seed=abc"], "seed"),
+    (["resume_in_place=maybe"], "resume_in_place"),
+    (["data.num_frames=6"], "data.num_frames=6: the Wan VAE needs 4k \\+ 1"),
+    (["data.height=abc"], "data.height"),
+    (["data.batch_size=abc"], "data.batch_size"),
+    (["data.erosion.k_min=5", "data.erosion.k_max=2"], "data.erosion.k_max"),
+    (["data.erosion.enabled=maybe"], "data.erosion.enabled"),
+    (["lora.alpha=nan"], "lora.alpha"),
+    (["optimizer.lr=abc"], "optimizer.lr"),
+    (["optimizer.weight_decay=nan"], "optimizer.weight_decay"),
+    (["trainer.max_steps=abc"], "trainer.max_steps"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches"),
+    (["module.sample.guidance_scale=nan"], "generate.guidance_scale"),
+]
+
+
+@pytest.mark.parametrize("overrides,key", TRAIN_BAD_VALUES, ids=[" ".join(o) for o, _ in TRAIN_BAD_VALUES])
+def test_bad_train_values_name_the_key(compose, tmp_path, overrides, key):
+    from ex4d.runners.train import check_shape
+    from ex4d.runners.validate import check_train_config
+
+    cfg = compose("train", ["model=wan_tiny", "data=tiny", f"data.shards_dir={tmp_path}", f"output_dir={tmp_path}",
+                            *overrides])
+    with pytest.raises(InputError, match=key) as e:
+        check_train_config(cfg)
+        check_shape(cfg.data)
+        for node in (cfg.lora, cfg.optimizer, cfg.module.sample):
+            instantiate_checked(node)
+        instantiate_checked(cfg.datamodule)
+    assert "\n" not in str(e.value)
+
+
+def test_a_non_checkpoint_ckpt_path_is_named(compose, tmp_path):
+    from ex4d.runners.validate import check_train_config
+
+    (tmp_path / "adapter.safetensors").write_bytes(b"x")
+    cfg = compose("train", ["model=wan_tiny", "data=tiny", f"ckpt_path={tmp_path / 'adapter.safetensors'}",
+                            f"output_dir={tmp_path}"])
+    with pytest.raises(InputError, match=r"ckpt_path .*adapter.safetensors: expected a Lightning .ckpt.*init_adapter"):
+        check_train_config(cfg)
+
+
+PREPARE_BAD_VALUES = [
+    (["data.num_frames=abc"], "data.num_frames"),
+    (["data.num_frames=4"], "data.num_frames=4: the Wan VAE"),  # shards that could never be trained on
+    (["data.height=15"], "data.height=15"),
+    (["data.min_val_videos=-1"], "data.min_val_videos"),
+    (["data.val_fraction=abc"], "data.val_fraction"),
+    (["masking.chunk_size=abc"], "masking.chunk_size"),
+    (["masking.full_first_frame=maybe"], "masking.full_first_frame"),
+    (["masking=track", "masking.num_blobs=[1.5,2]"], "masking.num_blobs"),
+    (["masking=mixed", "masking.ratio=abc"], "masking.ratio"),
+    (["seed=abc"], "seed"),
+    (["overwrite=maybe"], "overwrite"),
+    (["limit=-1"], "limit"),
+]
+
+
+@pytest.mark.parametrize("overrides,key", PREPARE_BAD_VALUES, ids=[" ".join(o) for o, _ in PREPARE_BAD_VALUES])
+def test_bad_prepare_data_values_name_the_key(compose, tmp_path, monkeypatch, overrides, key):
+    from ex4d.runners.prepare_data import run_prepare_data
+
+    monkeypatch.setattr("ex4d.data.prepare.process_clip", lambda *a, **k: pytest.fail("a clip was processed"))
+    cfg = compose("prepare_data", ["data=tiny", "depth=planes", "renderer=cpu", "progress=false", *overrides])
+    with pytest.raises(Exception) as e:
+        run_prepare_data(cfg)
+    # Hydra wraps a constructor's error in InstantiationException (the CLI reports its cause).
+    err = e.value.__cause__ if isinstance(e.value, InstantiationException) else e.value
+    assert isinstance(err, InputError), repr(e.value)
+    assert re.search(key, str(err)) and "\n" not in str(err), str(err)
+
+
+EVALUATE_BAD_VALUES = [
+    (["benchmark.datasets.tiny.multiple=0"], "data.multiple"),
+    (["benchmark.datasets.tiny.gen_height=33"], "data.gen_height"),
+    (["benchmark.datasets.tiny.num_frames=4"], "data.num_frames .*=4: generation needs 4k \\+ 1"),
+    (["output_fps=0"], "output_fps"),
+    (["n_boot=abc"], "n_boot"),
+    (["metrics_device=gpu"], "metrics_device"),
+    (["check_sha256=maybe"], "check_sha256"),
+    (["camera_following_focal_px=0"], "camera_following_focal_px"),
+    (["recon.chunk_size=0"], "recon.chunk_size"),
+]
+
+
+@pytest.mark.parametrize("overrides,key", EVALUATE_BAD_VALUES, ids=[" ".join(o) for o, _ in EVALUATE_BAD_VALUES])
+def test_bad_evaluate_values_fail_before_generating(compose, tmp_path, monkeypatch, overrides, key):
+    from ex4d.runners.evaluate import run_evaluate
+
+    monkeypatch.setattr("ex4d.runners.evaluate.generate_videos", lambda *a, **k: pytest.fail("generation started"))
+    cfg = compose("evaluate", ["benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny", "renderer=cpu",
+                               "metrics=tiny", f"output_dir={tmp_path / 'eval'}", *overrides])
+    with pytest.raises(InputError, match=key) as e:
+        run_evaluate(cfg)
+    assert "\n" not in str(e.value)
