@@ -191,6 +191,9 @@ def load_w2c(path: str | Path, convention: str = "auto") -> Tensor:
     key = CONVENTION_KEYS[convention]
     if key not in data:
         raise InputError(f"{path}: missing key '{key}' (convention '{convention}'); got keys {sorted(data)}")
+    for k_key in ("K", "intrinsics"):  # not used for the path, but a broken K means a broken file
+        if k_key in data:
+            validate_K(data[k_key], str(path), k_key)
     poses = validate_w2c(data[key], str(path), key)
     if convention == "w2c":
         w2c = poses

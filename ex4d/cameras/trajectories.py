@@ -37,6 +37,7 @@ from torch import Tensor
 
 from ex4d.cameras.core import look_at, w2c_to_c2w
 from ex4d.cameras.io import CONVENTIONS, load_w2c
+from ex4d.utils.checks import check_bool, check_int
 from ex4d.utils.errors import InputError
 
 REFERENCE_NUM_FRAMES = 49  # the reference trajectories hit their nominal angle at this frame count
@@ -123,15 +124,17 @@ class Trajectory:
         """(N, 4, 4) float64 w2c for a pivot at (0, 0, ``radius``)."""
         raise NotImplementedError
 
+    def validate(self, num_frames: int) -> None:
+        """Raise InputError now if the path cannot be made for ``num_frames`` frames (cheap; reads any file)."""
+        _check_num_frames(num_frames)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
 
 
 def _check_num_frames(num_frames) -> int:
-    if isinstance(num_frames, bool) or int(num_frames) != num_frames or int(num_frames) < 1:
-        raise InputError(f"num_frames must be an integer >= 1, got {num_frames!r}")
-    return int(num_frames)
+    return check_int(num_frames, "num_frames", minimum=1)
 
 
 class ReferenceOrbit(Trajectory):
@@ -151,7 +154,7 @@ class ReferenceOrbit(Trajectory):
     def __init__(self, angle_deg: float = 90.0, frame_rescale: bool = True, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
         super().__init__(pivot_offset)
         self.angle_deg = _finite(angle_deg, "angle_deg")
-        self.frame_rescale = bool(frame_rescale)
+        self.frame_rescale = check_bool(frame_rescale, "camera.frame_rescale")
 
     def poses(self, num_frames: int, radius: float) -> Tensor:
         rho = frame_scale(num_frames) if self.frame_rescale else 1.0
@@ -170,7 +173,7 @@ class ReferenceLoop180(Trajectory):
 
     def __init__(self, frame_rescale: bool = True, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
         super().__init__(pivot_offset)
-        self.frame_rescale = bool(frame_rescale)
+        self.frame_rescale = check_bool(frame_rescale, "camera.frame_rescale")
 
     def poses(self, num_frames: int, radius: float) -> Tensor:
         rho = frame_scale(num_frames) if self.frame_rescale else 1.0
@@ -237,7 +240,7 @@ class Arc(Trajectory):
             if abs(getattr(self, key)) >= MAX_ABS_PITCH_DEG:
                 raise InputError(f"camera.{key} must be within +-{MAX_ABS_PITCH_DEG} degrees, got {getattr(self, key)}")
         self.rise = _finite(rise, "rise")
-        self.lead_in = bool(lead_in)
+        self.lead_in = check_bool(lead_in, "camera.lead_in")
 
     def angles(self, num_frames: int) -> Tensor:
         """(N, 2) float64 (yaw_deg, pitch_deg) per frame."""
@@ -270,6 +273,8 @@ class Orbit(Arc):
         lead_in: bool = False,
         pivot_offset: float = DEFAULT_PIVOT_OFFSET,
     ):
+        if abs(_finite(pitch_deg, "pitch_deg")) >= MAX_ABS_PITCH_DEG:  # named as the orbit's key, not Arc's
+            raise InputError(f"camera.pitch_deg must be within +-{MAX_ABS_PITCH_DEG} degrees, got {pitch_deg}")
         super().__init__(yaw_start_deg, yaw_end_deg, pitch_deg, pitch_deg, rise, lead_in, pivot_offset)
         self.pitch_deg = self.pitch_start_deg
 
@@ -361,21 +366,27 @@ class FileTrajectory(Trajectory):
         super().__init__(DEFAULT_PIVOT_OFFSET)
         if convention not in CONVENTIONS:
             raise InputError(f"camera.convention must be one of {list(CONVENTIONS)}, got {convention!r}")
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            raise InputError(f"camera.path must be a .json or .npz camera file, got {path!r}")
         self.path = str(path)
         self.convention = convention
-        self.resample = bool(resample)
+        self.resample = check_bool(resample, "camera.resample")
 
     def __call__(self, num_frames: int, min_depth: float | None = None) -> Tensor:
         n = _check_num_frames(num_frames)
         return self.poses(n, float("nan"))
+
+    def validate(self, num_frames: int) -> None:
+        """Read and check the file for a clip of ``num_frames`` now (a pipeline calls this before depth)."""
+        self.poses(_check_num_frames(num_frames), float("nan"))
 
     def poses(self, num_frames: int, radius: float) -> Tensor:
         w2c = load_w2c(self.path, self.convention)
         if w2c.shape[0] != num_frames:
             if not self.resample:
                 raise InputError(
-                    f"{self.path}: has {w2c.shape[0]} poses but {num_frames} frames were asked for"
-                    " (set camera.resample=true to resample the path)"
+                    f"{self.path}: has {w2c.shape[0]} poses but the clip has {num_frames} frames (data.num_frames); "
+                    f"set data.num_frames={w2c.shape[0]}, or camera.resample=true to resample the path"
                 )
             w2c = resample_w2c(w2c, num_frames)
         return w2c

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from ex4d.io.video import open_video_stream, read_video, resize_frames, stream_fps, target_size
 from ex4d.data.manifest import read_manifest_records, resolve_manifest_path
+from ex4d.utils.checks import check_int, check_number
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -224,16 +225,19 @@ class MonocularVideoDataset(Dataset):
                  split: str = "train", val_fraction: float = 0.02, split_seed: int = 0, min_val_videos: int = 0,
                  max_videos: int | None = None, multiple: int = 16, extensions=VIDEO_EXTS):
         for key, value in {"num_frames": num_frames, "stride": stride, "height": height, "width": width,
-                           "clips_per_video": clips_per_video}.items():
-            if int(value) < 1:
-                raise InputError(f"data.{key} must be >= 1, got {value}")
+                           "clips_per_video": clips_per_video, "multiple": multiple}.items():
+            check_int(value, f"data.{key}", minimum=1)
+        check_int(min_val_videos, "data.min_val_videos", minimum=0)
+        check_int(split_seed, "data.split_seed")
+        if max_videos is not None:
+            check_int(max_videos, "data.max_videos", minimum=1)
         if resize not in RESIZE_MODES:
             raise InputError(f"data.resize must be one of {RESIZE_MODES}, got {resize!r}")
         if frame_mode not in FRAME_MODES:
             raise InputError(f"data.frame_mode must be one of {FRAME_MODES}, got {frame_mode!r}")
         if split not in SPLITS:
             raise InputError(f"data split must be one of {SPLITS}, got {split!r}")
-        if not 0.0 <= val_fraction <= 1.0:
+        if not 0.0 <= check_number(val_fraction, "data.val_fraction") <= 1.0:
             raise InputError(f"data.val_fraction must be in [0, 1], got {val_fraction}")
         self.num_frames, self.stride = int(num_frames), int(stride)
         self.height, self.width = int(height), int(width)

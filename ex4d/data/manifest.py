@@ -8,6 +8,7 @@ columns / keys (``sha256``, ``target``, ...) are passed through for the caller.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -31,8 +32,14 @@ def read_manifest_records(path: str | Path, label: str = "manifest", key: str | 
     if ext not in RECORD_EXTS:
         raise InputError(f"{name}: unknown format {ext!r}; use one of {RECORD_EXTS}")
     records: list[tuple[str, dict]] = []
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{name}: not a text file ({e.reason} at byte {e.start}); a manifest is UTF-8 text") from e
+    except OSError as e:
+        raise InputError(f"{name}: cannot be read ({e.strerror or e})") from e
     if ext == ".csv":
-        with p.open(newline="") as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames is None or "path" not in reader.fieldnames:
                 raise InputError(f"{name}: needs a 'path' column, has {reader.fieldnames}")
@@ -41,7 +48,7 @@ def read_manifest_records(path: str | Path, label: str = "manifest", key: str | 
                 if rec:
                     records.append((f"{name}, line {reader.line_num}", rec))
     else:
-        for n, line in enumerate(p.read_text().splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             s = line.strip()
             if not s or (ext == ".txt" and s.startswith("#")):
                 continue

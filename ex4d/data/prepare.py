@@ -42,6 +42,7 @@ from ex4d.data.shards import (
 from ex4d.depth.base import DepthBackend, validate_depth
 from ex4d.masking.base import SimulatedMask
 from ex4d.masking.erosion import erode_masks
+from ex4d.utils.checks import check_bool, check_int
 from ex4d.utils.errors import InputError
 from ex4d.utils.visualize import contact_sheet
 
@@ -93,9 +94,13 @@ def prepare_shards(dataset: MonocularVideoDataset, depth: DepthBackend, masking:
         summary dict (also written to ``prepare_summary.json``): counts of clips written, found
         already done, failed (with reasons), videos skipped while indexing, and seconds.
     """
+    check_int(seed, "seed")
+    check_bool(overwrite, "overwrite")
+    if limit is not None:
+        check_int(limit, "limit", minimum=1)
+    dev = resolve_device(device)
     out = Path(out_dir)
     (out / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
     settings = settings or default_settings(dataset, depth, masking, seed)
     fp = fingerprint(settings)
     n = len(dataset) if limit is None else min(len(dataset), int(limit))

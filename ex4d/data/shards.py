@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from ex4d.masking.erosion import erode_masks
+from ex4d.utils.checks import check_bool, check_int
 from ex4d.utils.errors import InputError
 
 INDEX_NAME = "index.jsonl"
@@ -156,8 +157,10 @@ class ShardDataset(Dataset):
         if not self.records:
             raise InputError(f"data.shards_dir {root} has no clips of split {split!r} ({len(records)} clips in all)")
         self.split = split
-        self.erode = erode
-        self.k_min, self.k_max = int(k_min), int(k_max)
+        self.erode = check_bool(erode, "data.erosion.enabled")
+        self.k_min = check_int(k_min, "data.erosion.k_min", minimum=1)
+        self.k_max = check_int(k_max, "data.erosion.k_max", minimum=self.k_min)  # checked here, not at the first batch
+        check_int(seed, "data.erosion.seed")
         self.seed = int(seed)
         self.return_depth = return_depth
         self.epoch = 0

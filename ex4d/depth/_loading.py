@@ -13,7 +13,7 @@ import torch
 
 from ex4d.utils.device import resolve_device  # noqa: F401 (re-exported)
 
-from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.utils.errors import InputError, MissingWeightsError, download_command
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,20 @@ def load_pretrained(load: Callable[[], T], source: str, what: str, hint: str) ->
         raise MissingWeightsError(f"{what}: cannot load weights from {source}{offline}: {first}. {hint}") from e
 
 
-def download_hint(source: str, repo_id: str, tool_option: str, include: list[str] | None = None,
+def download_hint(source: str, repo_id: str, tool_args: list[str], tool_folder: str, include: list[str] | None = None,
                   gated: bool = False) -> str:
-    """The commands that fetch ``repo_id`` into ``source`` (a local folder) or the HF cache (a hub id)."""
-    target = f" --local-dir {source}" if looks_local(source) else ""
+    """The commands that fetch ``repo_id`` into ``source`` (a local folder) or the HF cache (a hub id).
+
+    ``tool_args``: the ``tools/download_weights.py`` items/options that fetch it, into ``<local-dir>/<tool_folder>``;
+    the tool's command gets ``--local-dir`` when ``source`` is such a folder (elsewhere only ``hf download`` writes
+    exactly ``source``).
+    """
+    local = looks_local(source)
+    target = f" --local-dir {source}" if local else ""
     inc = "".join(f' --include "{p}"' for p in include or [])
-    msg = f"Download with `python tools/download_weights.py {tool_option}` or `hf download {repo_id}{inc}{target}`"
+    src = Path(source).expanduser()
+    tool = download_command(*tool_args, local_dir=src.parent if local and src.name == tool_folder else None)
+    msg = f"Download with `{tool}` or `hf download {repo_id}{inc}{target}`"
     if gated:
         msg += f" (gated: accept the licence on https://huggingface.co/{repo_id} and run `hf auth login` first)"
     return msg + "."

@@ -18,6 +18,7 @@ from torch import Tensor
 from ex4d.utils.errors import InputError
 
 EX4D_NEAR = 10000.0 / 3900.0
+EX4D_MIN, EX4D_MAX = 1e-4, 1e4  # the clamp of the EX-4D scale
 
 
 @dataclass
@@ -42,7 +43,7 @@ def disparity_to_ex4d_depth(disparity: Tensor) -> Tensor:
     d = disparity.float()
     lo, hi = d.min(), d.max()
     d = (d - lo) / (hi - lo).clamp_min(1e-12)
-    return (10000.0 / (3900.0 * d).clamp_min(1e-5)).clamp(1e-4, 1e4)
+    return (10000.0 / (3900.0 * d).clamp_min(1e-5)).clamp(EX4D_MIN, EX4D_MAX)
 
 
 def validate_depth(depth: Tensor, shape: tuple[int, int, int] | None = None, source: str = "depth") -> Tensor:

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ex4d.cameras import intrinsics
 from ex4d.depth.base import EX4D_NEAR, DepthBackend, DepthResult
+from ex4d.utils.checks import check_number
 from ex4d.utils.errors import InputError
 
 
@@ -16,9 +17,9 @@ class ConstantDepthBackend(DepthBackend):
     name = "constant"
 
     def __init__(self, value: float = 5.0, focal_px: float = 500.0):
-        if not 0 < value <= 1e4:
+        if not 0 < check_number(value, "depth.value") <= 1e4:
             raise InputError(f"depth.value must be in (0, 1e4], got {value}")
-        self.value, self.focal_px = float(value), float(focal_px)
+        self.value, self.focal_px = float(value), check_number(focal_px, "depth.focal_px", positive=True)
 
     def __call__(self, frames: Tensor, source: str | None = None) -> DepthResult:
         T, H, W = frames.shape[:3]
@@ -39,12 +40,15 @@ class PlanesDepthBackend(DepthBackend):
 
     def __init__(self, near: float = EX4D_NEAR, far: float = 10.0,
                  box: tuple[float, float, float, float] = (0.25, 0.25, 0.75, 0.75), focal_px: float = 500.0):
-        if not 0 < near < far <= 1e4:
+        if not 0 < check_number(near, "depth.near") < check_number(far, "depth.far") <= 1e4:
             raise InputError(f"depth.near/far: need 0 < near < far <= 1e4, got {near}/{far}")
-        top, left, bottom, right = (float(b) for b in box)
+        if len(box) != 4:
+            raise InputError(f"depth.box must be [top, left, bottom, right], got {box}")
+        top, left, bottom, right = (check_number(b, "depth.box") for b in box)
         if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
             raise InputError(f"depth.box: need 0 <= top < bottom <= 1 and 0 <= left < right <= 1, got {box}")
-        self.near, self.far, self.focal_px = float(near), float(far), float(focal_px)
+        self.near, self.far = float(near), float(far)
+        self.focal_px = check_number(focal_px, "depth.focal_px", positive=True)
         self.box = (top, left, bottom, right)
 
     def __call__(self, frames: Tensor, source: str | None = None) -> DepthResult:

@@ -11,6 +11,7 @@ clip is then min-max normalised as a whole, exactly like DepthCrafter's output.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,11 +20,13 @@ from torch import Tensor
 from ex4d.cameras import intrinsics
 from ex4d.depth._loading import download_hint, hf_offline, load_pretrained, looks_local, resolve_device, resolve_dtype
 from ex4d.depth.base import DepthBackend, DepthResult, disparity_to_ex4d_depth
+from ex4d.utils.checks import check_int, check_number
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Large-hf"
+DEPTH_ANYTHING_SIZES = ("small", "base", "large")  # tools/download_weights.py --depth-anything-size
 
 
 class DepthAnythingBackend(DepthBackend):
@@ -44,14 +47,13 @@ class DepthAnythingBackend(DepthBackend):
     def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 8, input_size: int | None = None,
                  dtype: str = "float16", device: str = "auto", cache_dir: str | None = None,
                  local_files_only: bool | None = None, focal_px: float = 500.0):
-        if batch_size < 1:
-            raise InputError(f"depth.batch_size must be >= 1, got {batch_size}")
-        if input_size is not None and input_size < 14:
-            raise InputError(f"depth.input_size must be >= 14 (one patch), got {input_size}")
+        check_int(batch_size, "depth.batch_size", minimum=1)
+        if input_size is not None:
+            check_int(input_size, "depth.input_size", minimum=14)  # one 14 px patch
         self.model_source, self.batch_size, self.input_size = str(model), int(batch_size), input_size
         self.dtype_name, self.device_name = dtype, device
         self.cache_dir, self.local_files_only = cache_dir, local_files_only
-        self.focal_px = float(focal_px)
+        self.focal_px = check_number(focal_px, "depth.focal_px", positive=True)
         self._model: Any = None
         self._processor: Any = None
         self._device: torch.device | None = None
@@ -63,12 +65,17 @@ class DepthAnythingBackend(DepthBackend):
             return
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        device = resolve_device(self.device_name)
+        device = resolve_device(self.device_name, "depth.device")
         dtype = resolve_dtype(self.dtype_name, device, key="depth.dtype")
         common = {"cache_dir": self.cache_dir,
                   "local_files_only": hf_offline() if self.local_files_only is None else bool(self.local_files_only)}
-        repo = DEFAULT_MODEL if looks_local(self.model_source) else self.model_source
-        hint = download_hint(self.model_source, repo, "depth=depth_anything") + " Or set depth.model=<folder>."
+        # A local folder named like one of the released sizes gets that size's repo (the large one otherwise).
+        size = next((s for s in DEPTH_ANYTHING_SIZES if Path(self.model_source).name.lower() == f"depth-anything-v2-{s}-hf"),
+                    "large")
+        folder = f"Depth-Anything-V2-{size.title()}-hf"
+        repo = f"depth-anything/{folder}" if looks_local(self.model_source) else self.model_source
+        args = ["depth_anything"] + ([] if size == "large" else ["--depth-anything-size", size])
+        hint = download_hint(self.model_source, repo, args, folder) + " Or set depth.model=<folder>."
         what = f"Depth Anything model {self.model_source}"
         processor = load_pretrained(lambda: AutoImageProcessor.from_pretrained(self.model_source, **common),
                                     self.model_source, what, hint)

@@ -25,6 +25,7 @@ from torch import Tensor
 from ex4d.cameras import intrinsics
 from ex4d.depth._loading import download_hint, hf_offline, load_pretrained, resolve_device, resolve_dtype
 from ex4d.depth.base import DepthBackend, DepthResult, disparity_to_ex4d_depth
+from ex4d.utils.checks import check_int, check_number
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,13 @@ class DepthCrafterBackend(DepthBackend):
                  window: int = 110, overlap: int = 25, seed: int = 42, dtype: str = "float16", device: str = "auto",
                  cache_dir: str | None = None, variant: str | None = "fp16", local_files_only: bool | None = None,
                  decode_chunk_size: int = 8, noise_aug_strength: float = 0.02, focal_px: float = 500.0):
-        if steps < 1:
-            raise InputError(f"depth.steps must be >= 1, got {steps}")
-        if decode_chunk_size < 1:
-            raise InputError(f"depth.decode_chunk_size must be >= 1, got {decode_chunk_size}")
+        check_int(steps, "depth.steps", minimum=1)
+        check_int(decode_chunk_size, "depth.decode_chunk_size", minimum=1)
+        check_int(window, "depth.window", minimum=1)
+        check_int(overlap, "depth.overlap", minimum=0)
+        check_int(seed, "depth.seed")
+        check_number(guidance, "depth.guidance")
+        check_number(noise_aug_strength, "depth.noise_aug_strength", minimum=0.0)
         window_schedule(window + 1, window, overlap)  # validates window/overlap now, not mid-run
         self.unet_source, self.base_source = str(unet), str(base)
         self.steps, self.guidance, self.seed = int(steps), float(guidance), int(seed)
@@ -125,7 +129,7 @@ class DepthCrafterBackend(DepthBackend):
         self.dtype_name, self.device_name = dtype, device
         self.cache_dir, self.variant, self.local_files_only = cache_dir, variant, local_files_only
         self.decode_chunk_size = int(decode_chunk_size)
-        self.noise_aug_strength, self.focal_px = float(noise_aug_strength), float(focal_px)
+        self.noise_aug_strength, self.focal_px = float(noise_aug_strength), check_number(focal_px, "depth.focal_px", positive=True)
         self._c: _Components | None = None
         self._device: torch.device | None = None
         self._dtype: torch.dtype | None = None
@@ -140,12 +144,14 @@ class DepthCrafterBackend(DepthBackend):
 
         from ex4d.depth._depthcrafter_unet import DepthCrafterUNet
 
-        device = resolve_device(self.device_name)
+        device = resolve_device(self.device_name, "depth.device")
         dtype = resolve_dtype(self.dtype_name, device, key="depth.dtype")
         local = hf_offline() if self.local_files_only is None else bool(self.local_files_only)
         common = {"cache_dir": self.cache_dir, "local_files_only": local}
-        unet_hint = download_hint(self.unet_source, UNET_REPO, "depth=depthcrafter") + " Or set depth.unet=<folder>."
-        base_hint = download_hint(self.base_source, BASE_REPO, "depth=depthcrafter", BASE_FOLDERS, gated=True)
+        unet_hint = download_hint(self.unet_source, UNET_REPO, ["depthcrafter"], UNET_REPO.split("/")[1]) + \
+            " Or set depth.unet=<folder>."
+        base_hint = download_hint(self.base_source, BASE_REPO, ["depthcrafter"], BASE_REPO.split("/")[1], BASE_FOLDERS,
+                                  gated=True)
         base_hint += " Or set depth.base=<folder>."
 
         def _base(load):

@@ -26,7 +26,9 @@ import torch
 from torch import Tensor
 
 from ex4d.cameras import intrinsics
-from ex4d.depth.base import EX4D_NEAR, DepthBackend, DepthResult, disparity_to_ex4d_depth, validate_depth
+from ex4d.cameras.io import validate_K
+from ex4d.depth.base import EX4D_MAX, EX4D_MIN, EX4D_NEAR, DepthBackend, DepthResult, disparity_to_ex4d_depth, validate_depth
+from ex4d.utils.checks import check_bool, check_number
 from ex4d.utils.errors import InputError
 
 KINDS = ("depth", "disparity")
@@ -60,11 +62,11 @@ class FileDepthBackend(DepthBackend):
             raise InputError(f"depth.scale must be one of {SCALES}, got {scale!r}")
         if kind == "disparity" and scale == "similarity":
             raise InputError("depth.scale=similarity needs depth.kind=depth (a disparity has no shape to keep)")
-        if not png_scale > 0:
-            raise InputError(f"depth.png_scale must be > 0, got {png_scale}")
         self.path, self.kind, self.scale, self.key = path, kind, scale, key
-        self.png_scale, self.focal_px = float(png_scale), float(focal_px)
-        self.resize, self.trim, self.metric = bool(resize), bool(trim), bool(metric)
+        self.png_scale = check_number(png_scale, "depth.png_scale", positive=True)
+        self.focal_px = check_number(focal_px, "depth.focal_px", positive=True)
+        self.resize, self.trim = check_bool(resize, "depth.resize"), check_bool(trim, "depth.trim")
+        self.metric = check_bool(metric, "depth.metric")
 
     def resolve_path(self, source: str | None) -> Path:
         """The file to read for input ``source``."""
@@ -115,6 +117,11 @@ class FileDepthBackend(DepthBackend):
         v = values.float()
         if self.kind == "depth":
             if self.scale == "ex4d":
+                lo, hi = float(v.min()), float(v.max())
+                if lo < EX4D_MIN * (1 - 1e-6) or hi > EX4D_MAX * (1 + 1e-6):
+                    raise InputError(f"{path}: depth.scale=ex4d expects EX-4D depth in [{EX4D_MIN:g}, {EX4D_MAX:g}], got "
+                                     f"[{lo:.4g}, {hi:.4g}]; use depth.scale=similarity (metric or any positive depth) "
+                                     "or depth.scale=normalize")
                 return v, None
             if self.scale == "similarity":
                 s = EX4D_NEAR / float(v.min())
@@ -165,10 +172,7 @@ def read_depth_file(path: Path, kind: str = "depth", key: str | None = None,
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise InputError(f"{path}: {kind} must be a real numeric array, got dtype {arr.dtype}")
     if K is not None:
-        K = np.asarray(K, dtype=np.float64)
-        if K.shape != (3, 3):
-            raise InputError(f"{path}: K must be (3, 3), got {K.shape}")
-        K = torch.from_numpy(K)
+        K = validate_K(K, str(path), "K")  # a zero or NaN K would only fail in the renderer's inverse
     return torch.from_numpy(np.asarray(arr, dtype=np.float32).copy()), K
 
 
@@ -194,10 +198,17 @@ def _read_png_folder(folder: Path, png_scale: float) -> Tensor:
 
 
 def _check_values(values: Tensor, kind: str, path: Path) -> None:
-    """Depth: finite and > 0 (validate_depth); disparity: finite."""
+    """Depth: finite and > 0 (validate_depth); disparity: finite; either: not one value everywhere."""
+    if values.numel() == 0:
+        raise InputError(f"{path}: the {kind} array is empty, shape {tuple(values.shape)}")
     if kind == "depth":
         validate_depth(values, source=str(path))
-        return
-    bad = ~torch.isfinite(values)
-    if bad.any():
-        raise InputError(f"{path}: {int(bad.sum())} disparity values are NaN or inf")
+    else:
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            raise InputError(f"{path}: {int(bad.sum())} disparity values are NaN or inf")
+    # Real depth always varies; one value everywhere is a fill value or a failed export, and would give a
+    # flat card (or, normalised, a division by zero).
+    if float(values.max()) == float(values.min()):
+        raise InputError(f"{path}: every {kind} value is {float(values.min()):.6g}, a constant map (a fill value or "
+                         f"a failed export?); write the real {kind} (depth=constant exists for a flat plane)")

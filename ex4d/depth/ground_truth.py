@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 from ex4d.cameras import intrinsics as pinhole_intrinsics
+from ex4d.cameras.io import validate_K
 from ex4d.depth.base import EX4D_NEAR, DepthBackend, DepthResult, validate_depth
+from ex4d.utils.checks import check_number
 from ex4d.utils.errors import InputError
 
 EXAMPLE_PREFIX = "example:"
@@ -58,10 +60,9 @@ class GroundTruthDepthBackend(DepthBackend):
                  near: float = EX4D_NEAR, focal_px: float = 500.0):
         if intrinsics not in INTRINSICS:
             raise InputError(f"depth.intrinsics must be one of {INTRINSICS}, got {intrinsics!r}")
-        if not near > 0:
-            raise InputError(f"depth.near must be > 0, got {near}")
         self.source, self.path, self.intrinsics = source, path, intrinsics
-        self.near, self.focal_px = float(near), float(focal_px)
+        self.near = check_number(near, "depth.near", positive=True)
+        self.focal_px = check_number(focal_px, "depth.focal_px", positive=True)
 
     def __call__(self, frames: Tensor, source: str | None = None) -> DepthResult:
         """frames (T, H, W, 3) at reconstruction resolution -> ground-truth depth (T, H, W) on the EX-4D scale."""
@@ -100,6 +101,8 @@ def _load_gt_file(path: Path, T: int, H: int, W: int) -> tuple[Tensor, Tensor, s
     """(T, H, W) metric depth and K from an npz; a single (H, W) map is repeated over T; resized if needed."""
     if not path.is_file():
         raise InputError(f"{path}: ground-truth file not found")
+    if path.suffix.lower() != ".npz":
+        raise InputError(f"{path}: depth.path of depth=ground_truth must be an .npz with 'depth_m' (metres) and 'K'")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "depth_m" not in z.files:
@@ -123,9 +126,7 @@ def _load_gt_file(path: Path, T: int, H: int, W: int) -> tuple[Tensor, Tensor, s
     h, w = d.shape[1:]
     if K is None:
         raise InputError(f"{path}: ground truth needs the camera: add 'K' (3, 3) at {h}x{w}")
-    if K.shape != (3, 3):
-        raise InputError(f"{path}: K must be (3, 3), got {K.shape}")
-    K = torch.from_numpy(K)
+    K = validate_K(K, str(path), "K")
     if (h, w) != (H, W):
         d = torch.nn.functional.interpolate(d[None].contiguous(), size=(H, W), mode="nearest-exact")[0]
         K = K.clone()

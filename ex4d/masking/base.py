@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ex4d.utils.checks import check_bool
 from ex4d.utils.errors import InputError
 
 
@@ -63,7 +64,7 @@ class SimulatedMask(ABC):
     name = "base"
 
     def __init__(self, full_first_frame: bool = True):
-        self.full_first_frame = full_first_frame
+        self.full_first_frame = check_bool(full_first_frame, "masking.full_first_frame")
 
     @abstractmethod
     def _sample(self, frames: Tensor, depth: Tensor, K: Tensor, generator: torch.Generator | None) -> MaskSample:

@@ -7,6 +7,7 @@ import torch
 from ex4d.masking.base import MaskSample, SimulatedMask
 from ex4d.masking.render_mask import RenderMask
 from ex4d.masking.track import TrackMask
+from ex4d.utils.checks import check_number
 from ex4d.utils.errors import InputError
 
 
@@ -21,7 +22,7 @@ class MixedMask(SimulatedMask):
 
     def __init__(self, render: RenderMask, track: TrackMask, ratio: float = 0.5):
         super().__init__(full_first_frame=False)
-        if not 0.0 <= float(ratio) <= 1.0:
+        if not 0.0 <= check_number(ratio, "masking.ratio") <= 1.0:
             raise InputError(f"masking.ratio must be in [0, 1], got {ratio!r}")
         self.render = render
         self.track = track

@@ -26,7 +26,7 @@ from ex4d.masking.base import MaskSample, SimulatedMask
 from ex4d.masking.poses import PoseSampler
 from ex4d.mesh.dwmesh import DWMesh, DWMeshBuilder, set_border
 from ex4d.render.base import MASK_THRESHOLD, Renderer
-from ex4d.utils.errors import InputError
+from ex4d.utils.checks import check_int
 
 
 def resolve_renderer(renderer: Renderer | str) -> Renderer:
@@ -105,8 +105,7 @@ class RenderMask(SimulatedMask):
     def __init__(self, poses: PoseSampler | None = None, renderer: Renderer | str = "auto",
                  mesh: DWMeshBuilder | None = None, chunk_size: int = 8, full_first_frame: bool = True):
         super().__init__(full_first_frame)
-        if chunk_size < 1:
-            raise InputError(f"masking.chunk_size must be >= 1, got {chunk_size}")
+        check_int(chunk_size, "masking.chunk_size", minimum=1)
         self.poses = poses or PoseSampler()
         self._renderer = renderer
         self.mesh = mesh or DWMeshBuilder()

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ex4d.masking.base import MaskSample, SimulatedMask
 from ex4d.masking.render_mask import RenderMask
+from ex4d.utils.checks import check_int, check_number
 from ex4d.utils.errors import InputError
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
@@ -141,7 +142,11 @@ class TrackMask(SimulatedMask):
             raise InputError("masking.init=render needs masking.render (a RenderMask)")
         if flow_preset not in DIS_PRESETS:
             raise InputError(f"masking.flow_preset must be one of {sorted(DIS_PRESETS)}, got {flow_preset!r}")
-        for key, (lo, hi) in {"num_blobs": num_blobs, "blob_radius": blob_radius, "blob_aspect": blob_aspect}.items():
+        for key, pair in {"num_blobs": num_blobs, "blob_radius": blob_radius, "blob_aspect": blob_aspect}.items():
+            if len(pair) != 2:
+                raise InputError(f"masking.{key} must be [min, max], got {list(pair)}")
+            check = check_int if key == "num_blobs" else check_number  # a blob count is whole
+            lo, hi = check(pair[0], f"masking.{key}"), check(pair[1], f"masking.{key}")
             if not 0 < lo <= hi:
                 raise InputError(f"masking.{key} must be [min, max] with 0 < min <= max, got {[lo, hi]}")
         self.init = init

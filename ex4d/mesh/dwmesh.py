@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 
 from ex4d.cameras import unproject_depth
+from ex4d.utils.checks import check_choice, check_number
+from ex4d.utils.errors import InputError
 
 BORDER_DEPTH = 100.0
 MESH_MODES = ("fixed", "parity", "torn")
@@ -195,8 +197,7 @@ def build_dwmesh(
     Returns:
         DWMesh in the source-camera (world) frame.
     """
-    if mode not in MESH_MODES:
-        raise ValueError(f"mesh.mode must be one of {MESH_MODES}, got {mode!r}")
+    check_choice(mode, "mesh.mode", MESH_MODES)
     assert rgb.shape[:3] == depth.shape, (rgb.shape, depth.shape)
     B, H, W = depth.shape
     device = depth.device
@@ -221,13 +222,12 @@ class DWMeshBuilder:
     """Configured DW-Mesh construction (the ``mesh`` config group): ``builder(rgb, depth, K) -> DWMesh``."""
 
     def __init__(self, mode: str = "fixed", min_angle_deg: float = 2.5, border_depth: float = BORDER_DEPTH):
-        if mode not in MESH_MODES:
-            raise ValueError(f"mesh.mode must be one of {MESH_MODES}, got {mode!r}")
-        if not 0.0 < min_angle_deg < 60.0:
-            raise ValueError(f"mesh.min_angle_deg must be in (0, 60), got {min_angle_deg}")
+        check_choice(mode, "mesh.mode", MESH_MODES)
+        if not 0.0 < check_number(min_angle_deg, "mesh.min_angle_deg") < 60.0:
+            raise InputError(f"mesh.min_angle_deg must be in (0, 60), got {min_angle_deg}")
         self.mode = mode
-        self.min_angle_deg = min_angle_deg
-        self.border_depth = border_depth
+        self.min_angle_deg = float(min_angle_deg)
+        self.border_depth = check_number(border_depth, "mesh.border_depth", positive=True)
 
     @property
     def pixel_center(self) -> bool:

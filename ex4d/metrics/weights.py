@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.utils.errors import InputError, MissingWeightsError, download_command
 from ex4d.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -134,9 +134,12 @@ def weights_dir(root: str | Path | None = None) -> Path:
 
 def _missing_message(spec: WeightsFile, path: Path, what: str) -> str:
     used = f" (needed by {spec.used_by})" if spec.used_by else ""
+    # The tool writes into <local-dir>/metrics/: point it at the folder above this file's metrics/ folder.
+    root = next((q.parent for q in Path(path).parents if q.name == "metrics"), None)
     return (
         f"{what}: {path}{used}. Get '{spec.filename}' from {spec.source} and put it at {path}, or set the "
-        f"metric's weights path. Run `python tools/download_weights.py --metrics` on a machine with internet."
+        f"metric's weights path. Run `{download_command('metrics', '--metric-keys', spec.key, local_dir=root)}` "
+        "on a machine with internet."
     )
 
 

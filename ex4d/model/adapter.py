@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ex4d.utils.checks import check_number
 from ex4d.utils.errors import InputError
 
 DEFAULT_ADAPTER = "ex4d"  # peft adapter name of the EX-4D LoRA inside the transformer
@@ -82,8 +83,7 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
             raise InputError(f"lora.rank: expected an integer > 0, got {self.rank!r}")
-        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha <= 0:
-            raise InputError(f"lora.alpha: expected a number > 0, got {self.alpha!r}")
+        check_number(self.alpha, "lora.alpha", positive=True)  # NaN would train on NaN losses without a word
         self.alpha = float(self.alpha)
         if isinstance(self.targets, str):
             raise InputError(f"lora.targets: expected a list of module names, got the string {self.targets!r}")
@@ -95,7 +95,7 @@ class LoraSettings:
             raise InputError(f"lora.targets: malformed module names {bad}")
         if len(set(self.targets)) != len(self.targets):
             raise InputError(f"lora.targets: duplicate entries in {self.targets}")
-        if not 0.0 <= float(self.dropout) < 1.0:
+        if not 0.0 <= check_number(self.dropout, "lora.dropout") < 1.0:
             raise InputError(f"lora.dropout: expected 0 <= dropout < 1, got {self.dropout!r}")
         if self.init not in _LORA_INITS:
             raise InputError(f"lora.init: expected one of {sorted(_LORA_INITS)}, got {self.init!r}")

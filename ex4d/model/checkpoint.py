@@ -33,7 +33,7 @@ from ex4d.model.adapter import (
     EX4DTransformer,
     LoraSettings,
 )
-from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.utils.errors import InputError, MissingWeightsError, download_command
 
 ADAPTER_FORMAT = "ex4d-adapter"
 ADAPTER_FORMAT_VERSION = "1"
@@ -108,8 +108,8 @@ def _adapter_targets(model: EX4DTransformer) -> dict[str, Tensor]:
 def _torch_load_flat(path: Path) -> dict[str, Tensor]:
     if not path.exists():
         raise MissingWeightsError(
-            f"EX-4D checkpoint {path} does not exist. Fetch it with: python tools/download_weights.py ex4d "
-            f"--local-dir {path.parent.parent if path.parent.name == 'EX-4D' else path.parent}"
+            f"EX-4D checkpoint {path} does not exist. Fetch it with: "
+            f"{download_command('ex4d', local_dir=path.parent.parent if path.parent.name == 'EX-4D' else path.parent)}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.utils.errors import download_command as _download_command
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,8 @@ _DIFFUSERS_SUBFOLDERS = ("transformer", "vae", "text_encoder", "tokenizer", "ima
 
 
 def download_command(what: str, local_dir: str | Path | None = None) -> str:
-    """The command that fetches ``what`` (an option of tools/download_weights.py)."""
-    cmd = f"python tools/download_weights.py {what}"
-    if local_dir is not None:
-        cmd += f" --local-dir {local_dir}"
-    return cmd
+    """The command that fetches ``what`` (items and options of tools/download_weights.py, space separated)."""
+    return _download_command(*what.split(), local_dir=local_dir)
 
 
 @dataclass

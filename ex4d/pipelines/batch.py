@@ -34,7 +34,13 @@ def list_inputs(source: str) -> list[Path] | None:
     records = read_manifest_records(p, "input manifest")
     if not records:
         raise InputError(f"input manifest {p} lists no inputs")
-    return [resolve_manifest_path(rec["path"], p) for _, rec in records]
+    paths = []
+    for where, rec in records:  # every entry now: a typo on line 90 should not surface after 89 videos
+        q = resolve_manifest_path(rec["path"], p)
+        if not q.exists():
+            raise InputError(f"{where}: {rec['path']} ({q}) does not exist (relative paths are relative to the manifest)")
+        paths.append(q)
+    return paths
 
 
 class ReconGenerateSet(Dataset):

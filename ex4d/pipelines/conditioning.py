@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ex4d.data.inputs import GENERATION_MULTIPLE
 from ex4d.utils.errors import InputError
 
 VAE_TIME_FACTOR = 4  # Wan VAE: 4x in time (T = 4k + 1 frames -> k + 1 latent frames)
-SIZE_MULTIPLE = 16  # 8x VAE x 2x DiT patch
+SIZE_MULTIPLE = GENERATION_MULTIPLE  # 8x VAE x 2x DiT patch
 
 
 def _as_tensor(x, name: str) -> Tensor:

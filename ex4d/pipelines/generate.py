@@ -75,7 +75,8 @@ from ex4d.pipelines.parallel import (
     check_sequence_split,
     enable_context_parallel,
 )
-from ex4d.utils.errors import InputError
+from ex4d.utils.checks import check_bool, check_int, check_number
+from ex4d.utils.errors import InputError, download_command
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,17 @@ class GenerateSettings:
             self.fp8_linears = "off"
         if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or self.num_steps < 1:
             raise InputError(f"generate.num_steps: expected an integer >= 1, got {self.num_steps!r}")
+        # Strings, NaN and bools would otherwise pass or fail as TypeErrors in the comparisons below.
+        check_number(self.guidance_scale, "generate.guidance_scale")
+        check_number(self.shift, "generate.shift")
+        check_int(self.seed, "generate.seed")
+        if self.erosion_seed is not None:
+            check_int(self.erosion_seed, "generate.erosion_seed")
+        check_int(self.erosion_min, "generate.erosion_min")
+        check_int(self.erosion_max, "generate.erosion_max")
+        for key in ("fuse_lora", "merge_lora_per_call", "compile_blocks", "cfg_batch", "vae_batch", "cache_embeddings",
+                    "pin_memory", "progress"):
+            check_bool(getattr(self, key), f"generate.{key}")
         if not self.guidance_scale >= 1.0:
             raise InputError(f"generate.guidance_scale: expected >= 1 (1 disables CFG), got {self.guidance_scale!r}")
         if not self.shift > 0:
@@ -192,7 +204,8 @@ class GenerateSettings:
                 raise InputError(f"generate.{key}: expected one of {allowed}, got {getattr(self, key)!r}")
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise InputError("generate.prompt / negative_prompt: expected strings")
-        if not (isinstance(self.first_block_cache, (int, float)) and 0.0 <= self.first_block_cache < 1.0):
+        if not (isinstance(self.first_block_cache, (int, float)) and not isinstance(self.first_block_cache, bool)
+                and 0.0 <= self.first_block_cache < 1.0):
             raise InputError(
                 f"generate.first_block_cache: expected a threshold in [0, 1) (0 = off), got {self.first_block_cache!r}"
             )
@@ -759,7 +772,7 @@ def build_generator(
     return EX4DGenerator(components, ex4d, settings, device=device, memory_mode=mode, parallel=parallel)
 
 
-DOWNLOAD_HINT = "python tools/download_weights.py wan_i2v_14b_480p ex4d"
+DOWNLOAD_HINT = download_command("wan_i2v_14b_480p", "ex4d")
 
 
 def missing_weights(model, checkpoint: str | Path | None) -> list[str]:

@@ -14,6 +14,7 @@ Usable without Hydra::
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +24,47 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ex4d.cameras.io import save_cameras_json, save_reference_npz
+from ex4d.cameras.io import save_cameras_json, save_reference_npz, validate_K
 from ex4d.cameras.plot import plot_camera_path
+from ex4d.cameras.trajectories import starts_at_source
 from ex4d.depth.base import DepthBackend, DepthResult, validate_depth
 from ex4d.io.video import VideoClip, write_mask_video, write_video
 from ex4d.mesh import DWMesh, DWMeshBuilder
 from ex4d.mesh.dwmesh import set_border
 from ex4d.render.base import Renderer, RenderResult
+from ex4d.utils.checks import check_bool, check_choice, check_int, check_memory, check_number
 from ex4d.utils.device import resolve_device
+from ex4d.utils.errors import InputError
 from ex4d.utils.visualize import contact_sheet
+
+log = logging.getLogger(__name__)
+
+SAVE_MESHES = ("none", "first", "all")
+MESH_FORMAT_NAMES = ("ply", "glb")  # recon.mesh_format (ex4d.mesh.export.MESH_FORMATS without the dot)
+# Rough host memory of the stage (measured on the CPU renderer at 256x384 and 512x768, rounded up):
+# per pixel of the whole clip (frames, depth, colour and mask outputs), per pixel of each frame of a
+# chunk (its mesh, angles and render buffers), and per pixel once (shared faces, ray-tracing structures).
+BYTES_PER_CLIP_PIXEL = 64
+BYTES_PER_CHUNK_PIXEL = 128
+BYTES_PER_PIXEL_ONCE = 1024
+
+
+def recon_memory_bytes(num_frames: int, height: int, width: int, chunk_size: int) -> int:
+    """Estimated peak host memory of :class:`ReconPipeline` on a clip (within a factor ~2)."""
+    hw = height * width
+    return hw * (BYTES_PER_CLIP_PIXEL * num_frames + BYTES_PER_CHUNK_PIXEL * min(chunk_size, num_frames)
+                 + BYTES_PER_PIXEL_ONCE)
+
+
+def check_recon_options(chunk_size=8, fps=30.0, save_meshes="none", mesh_format="ply", contact_columns=8,
+                        replace_first_frame=True) -> None:
+    """Check the ``recon.*`` keys of ``conf/infer.yaml`` before any work; InputError names the key."""
+    check_int(chunk_size, "recon.chunk_size", minimum=1)
+    check_number(fps, "recon.fps", positive=True)
+    check_choice(save_meshes, "recon.save_meshes", SAVE_MESHES)
+    check_choice(mesh_format, "recon.mesh_format", MESH_FORMAT_NAMES)
+    check_int(contact_columns, "recon.contact_columns", minimum=1)
+    check_bool(replace_first_frame, "recon.replace_first_frame")
 
 
 @dataclass
@@ -74,32 +107,40 @@ class ReconPipeline:
     def __init__(self, depth: DepthBackend, camera, renderer: Renderer, mesh: DWMeshBuilder | None = None,
                  device: str = "auto", chunk_size: int = 8, replace_first_frame: bool = True,
                  keep_meshes: str = "none", progress: bool = True):
-        if keep_meshes not in ("none", "first", "all"):
-            raise ValueError(f"mesh.save must be 'none', 'first' or 'all', got {keep_meshes!r}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        check_choice(keep_meshes, "recon.save_meshes", SAVE_MESHES)
         self.depth = depth
         self.camera = camera
         self.renderer = renderer
         self.mesh = mesh or DWMeshBuilder()
         self.device = resolve_device(device)
-        self.chunk_size = chunk_size
-        self.replace_first_frame = replace_first_frame
+        self.chunk_size = check_int(chunk_size, "recon.chunk_size", minimum=1)
+        self.replace_first_frame = check_bool(replace_first_frame, "recon.replace_first_frame")
         self.keep_meshes = keep_meshes
         self.progress = progress
 
     def __call__(self, clip: VideoClip, depth: DepthResult | None = None) -> ReconResult:
         T, H, W = clip.frames.shape[:3]
+        # Before depth estimation, the first expensive step: a clip that cannot fit fails now, with the keys.
+        check_memory(recon_memory_bytes(T, H, W, self.chunk_size),
+                     f"reconstructing {T} frames at {H}x{W} (recon.chunk_size={self.chunk_size})",
+                     "lower data.max_side (or data.height/data.width), data.num_frames or recon.chunk_size")
+        if hasattr(self.camera, "validate"):  # a camera file is read and checked now, not after depth
+            self.camera.validate(T)
         frames = torch.from_numpy(clip.frames)
         if depth is None:
             depth = self.depth(frames, source=clip.source)
         validate_depth(depth.depth, (T, H, W), source=f"depth of {clip.source}")
+        validate_K(depth.K, f"depth of {clip.source} ({depth.info.get('backend', 'depth backend')})", "K")
         d = depth.depth.to(self.device, torch.float32)
         # Pivot radius: nearest depth of frame 0 after the border ring is pushed to the walls.
         min_depth = float(set_border(d[0], self.mesh.border_depth).min())
         w2c = self.camera(T, min_depth)
         if w2c.shape != (T, 4, 4):
-            raise ValueError(f"camera path has shape {tuple(w2c.shape)}, expected ({T}, 4, 4)")
+            raise InputError(f"camera path has shape {tuple(w2c.shape)}, expected ({T}, 4, 4)")
+        if self.replace_first_frame and not starts_at_source(w2c):
+            log.warning("the camera path's frame 0 is not the source camera (identity w2c), but "
+                        "recon.replace_first_frame=true shows the source frame there: the video jumps after frame 0; "
+                        "start the path at the source (e.g. camera.lead_in=true) or set recon.replace_first_frame=false")
         pivot = torch.tensor([0.0, 0.0, min_depth + getattr(self.camera, "pivot_offset", 0.15)], dtype=torch.float64)
         K = depth.K
         colors, masks, meshes = [], [], {}
@@ -152,6 +193,7 @@ def save_recon(result: ReconResult, out_dir: str | Path, camera_name: str = "pat
     """
     from ex4d.mesh.export import export_mesh
 
+    check_recon_options(fps=fps, mesh_format=mesh_format, contact_columns=contact_columns)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clip, T, H, W = result.clip, *result.color.shape[:3]

@@ -35,7 +35,8 @@ def find_recon_videos(folder: str | Path) -> tuple[Path, Path]:
         return pairs[0]
     if not pairs:
         raise InputError(f"recon_dir {folder}: no color.mp4 + mask.mp4 (or reference color_<cam>/render_<cam> + mask_<cam>.mp4)")
-    raise InputError(f"recon_dir {folder}: several camera paths {[p[1].name for p in pairs]}; keep one or pass recon_video/recon_mask")
+    raise InputError(f"recon_dir {folder}: several camera paths {[p[1].name for p in pairs]}; keep one pair in the "
+                     "folder, or copy the pair to use to color.mp4 + mask.mp4 there (those are taken first)")
 
 
 def read_recon_videos(colour_path: str | Path, mask_path: str | Path) -> tuple[np.ndarray, np.ndarray]:

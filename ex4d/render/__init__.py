@@ -11,6 +11,7 @@ import importlib
 import logging
 
 from ex4d.render.base import MASK_THRESHOLD, Renderer, RenderResult, finalize_rgba
+from ex4d.utils.checks import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ def make_renderer(backend: str = "auto", near: float = 1e-3, far: float = 1e3, a
         device: nvdiffrast only, the CUDA device.
         num_threads: cpu only, tracing threads (default: all cores).
     """
-    if backend not in RENDERER_BACKENDS:
-        raise ValueError(f"renderer.backend must be one of {RENDERER_BACKENDS}, got {backend!r}")
+    check_choice(backend, "renderer.backend", RENDERER_BACKENDS)
     if backend == "auto":
         from ex4d.render.nvdiffrast_backend import nvdiffrast_available
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ex4d.cameras.io import validate_K
 from ex4d.mesh import DWMesh
+from ex4d.utils.checks import check_number
+from ex4d.utils.errors import InputError
 
 MASK_THRESHOLD = 125.0 / 255.0
 
@@ -41,6 +44,9 @@ class Renderer(ABC):
     """
 
     def __init__(self, near: float = 1e-3, far: float = 1e3):
+        near, far = check_number(near, "renderer.near"), check_number(far, "renderer.far")
+        if not 0.0 < near < far:
+            raise InputError(f"renderer.near/far must satisfy 0 < near < far, got near={near}, far={far}")
         self.near = near
         self.far = far
 
@@ -78,6 +84,7 @@ class Renderer(ABC):
         width = mesh.width if width is None else width
         if w2c.shape[0] != mesh.num_frames:
             raise ValueError(f"camera path has {w2c.shape[0]} poses but the mesh has {mesh.num_frames} frames")
+        validate_K(K, "renderer", "K")  # a singular K would fail deep in a backend (the CPU one inverts it)
         rgba = self.rasterize_rgba(mesh, w2c, K, height, width)
         return finalize_rgba(rgba, source_rgb)
 

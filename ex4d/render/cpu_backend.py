@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ex4d.mesh import DWMesh
 from ex4d.render.base import Renderer
+from ex4d.utils.checks import check_int
 
 # Sample offset (px) added to every pixel centre; see the module docstring.
 SAMPLE_OFFSET_PX = (2.0**-11, 2.0**-12)
@@ -150,8 +151,8 @@ class CpuRenderer(Renderer):
 
     def __init__(self, near: float = 1e-3, far: float = 1e3, num_threads: int | None = None):
         super().__init__(near=near, far=far)
-        if not 0.0 < near < far:
-            raise ValueError(f"renderer.near/far must satisfy 0 < near < far, got near={near}, far={far}")
+        if num_threads is not None:
+            check_int(num_threads, "renderer.num_threads", minimum=1)
         self.num_threads = max(1, num_threads or os.cpu_count() or 1)
         self._scene: _Scene | None = None  # last BVHs, reused while the geometry is unchanged
         self._pool: ThreadPoolExecutor | None = None

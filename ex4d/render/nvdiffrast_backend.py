@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ex4d.mesh import DWMesh
 from ex4d.render.base import Renderer
+from ex4d.utils.checks import check_bool, check_int
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,9 @@ class NvdiffrastRenderer(Renderer):
     def __init__(self, near: float = 1e-3, far: float = 1e3, antialias: bool = True, device: str = "cuda",
                  max_frames_per_call: int | None = None):
         super().__init__(near=near, far=far)
-        if not 0.0 < near < far:
-            raise ValueError(f"renderer.near/far must satisfy 0 < near < far, got near={near}, far={far}")
-        if max_frames_per_call is not None and max_frames_per_call < 1:
-            raise ValueError(f"renderer.max_frames_per_call must be >= 1 or null, got {max_frames_per_call}")
-        self.antialias = antialias
+        if max_frames_per_call is not None:
+            check_int(max_frames_per_call, "renderer.max_frames_per_call", minimum=1)
+        self.antialias = check_bool(antialias, "renderer.antialias")
         self.device = device
         self.max_frames_per_call = max_frames_per_call
         self._ctx = None  # RasterizeCudaContext, created on first use

@@ -47,6 +47,7 @@ from ex4d.metrics.vbench import MotionSmoothness, VBenchDimension
 from ex4d.metrics.video import as_video
 from ex4d.metrics.weights import Skipped, run_or_skip
 from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, staged_outputs, write_json
+from ex4d.runners.validate import check_evaluate_config
 from ex4d.utils.device import resolve_device
 from ex4d.utils.errors import InputError, MissingWeightsError
 
@@ -314,7 +315,7 @@ def _is_camera_following(obj) -> bool:
 
 def build_metrics(cfg: DictConfig, names: list[str], have_targets: bool) -> tuple[dict, dict]:
     """(accumulators by metric name, {metric name: {reported name: skip}}); models load here (missing -> skipped)."""
-    device = resolve_device(cfg.metrics_device)
+    device = resolve_device(cfg.metrics_device, "metrics_device")
     accs: dict = {}
     skipped: dict = {}
     for name in names:
@@ -467,6 +468,7 @@ def run_evaluate(cfg: DictConfig) -> dict:
     clock = StageClock()
     bench = cfg.benchmark
     dataset = select_dataset(cfg)
+    check_evaluate_config(cfg)
     names = check_metric_names(cfg)
     if cfg.source_resize not in ("generated", "none"):
         raise InputError(f"source_resize must be 'generated' or 'none', got {cfg.source_resize!r}")

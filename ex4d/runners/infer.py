@@ -47,6 +47,7 @@ from ex4d.runners.common import (
     write_json,
 )
 from ex4d.utils.errors import InputError, MissingWeightsError
+from ex4d.runners.validate import check_infer_config
 from ex4d.utils.visualize import contact_sheet
 
 log = logging.getLogger("ex4d.infer")
@@ -167,12 +168,14 @@ def resolved_input(cfg: DictConfig, stage: str) -> dict:
 
 def run_infer(cfg: DictConfig) -> dict:
     """Run the stages asked for by ``cfg.stage``; returns a summary dict (also written to summary.json)."""
+    check_infer_config(cfg)  # bad values fail here, before any input is read
     parallel = instantiate(cfg.parallel) if cfg.get("parallel") else None
     if parallel is not None and parallel.enabled:
         return run_context_parallel(cfg, parallel)
     if cfg.stage == "generate" and not cfg.get("recon_dir"):
         raise InputError("stage=generate needs recon_dir=<folder with color.mp4 + mask.mp4>")
     stage = resolve_stage(cfg)
+    check_infer_config(cfg, stage)  # stage=auto resolved: the generation checks too
     out_dir = run_dir(cfg)
     inputs = list_inputs(str(cfg.input)) if stage != "generate" else None
     with torch.inference_mode():
@@ -219,6 +222,7 @@ def run_context_parallel(cfg: DictConfig, parallel) -> dict:
     from ex4d.pipelines.parallel import init_distributed
 
     stage = resolve_stage(cfg)
+    check_infer_config(cfg, stage)
     if stage == "recon":
         why = ("stage=auto found no generator weights (see the warning above)" if cfg.stage == "auto"
                else "stage=recon has none (use stage=all or stage=generate)")

@@ -30,6 +30,9 @@ def shard_settings(cfg: DictConfig) -> dict:
 @torch.no_grad()  # scoped: a process-wide switch would leak into callers (tests, notebooks)
 def run_prepare_data(cfg: DictConfig) -> dict:
     """Instantiate data, depth and masking from ``cfg`` and write the shards; returns the summary."""
+    from ex4d.runners.train import check_shape  # (train imports this module: a module-level import would cycle)
+
+    check_shape(cfg.data)  # shards of a shape Wan cannot take would only fail at training, after all the depth work
     dataset = instantiate(cfg.data.videos)(split=cfg.split)
     log.info("data %s: %s", cfg.data.root, dataset.summary())
     summary = prepare_shards(

@@ -38,6 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
 from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, write_json
 from ex4d.runners.prepare_data import prepare_if_missing
+from ex4d.runners.validate import check_train_config
+from ex4d.utils.checks import check_int
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger("ex4d.train")
@@ -60,8 +62,10 @@ def find_run_dir(ckpt_path: Path) -> Path | None:
 
 
 def check_shape(data: DictConfig) -> None:
-    """Clip size constraints of the Wan VAE and DiT, checked before anything loads."""
-    T, H, W = int(data.num_frames), int(data.height), int(data.width)
+    """Clip size constraints of the Wan VAE and DiT, checked before anything loads (also by prepare_data:
+    shards of any other shape could never be trained on)."""
+    T = check_int(data.num_frames, "data.num_frames", minimum=1)
+    H, W = check_int(data.height, "data.height", minimum=1), check_int(data.width, "data.width", minimum=1)
     if T % VAE_TIME_FACTOR != 1:
         lo = (T - 1) // VAE_TIME_FACTOR * VAE_TIME_FACTOR + 1
         raise InputError(f"data.num_frames={T}: the Wan VAE needs 4k + 1 frames; use {lo} or {lo + 4}")
@@ -178,6 +182,7 @@ def run_train(cfg: DictConfig) -> dict:
     """Build data, module, strategy, logger and callbacks from ``cfg`` and fit. Returns the summary dict
     (also in ``summary.json``): run directory and id, steps, final metrics, adapter and checkpoint paths."""
     t0 = time.perf_counter()
+    check_train_config(cfg)
     clock = StageClock()
     check_shape(cfg.data)
     check_optimizer(cfg)

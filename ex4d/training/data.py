@@ -26,6 +26,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ex4d.utils.checks import check_int
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -182,10 +183,8 @@ class ShardDataModule(L.LightningDataModule):
     def __init__(self, dataset: Callable[..., Dataset], batch_size: int = 1, num_workers: int = 0, seed: int = 0,
                  shuffle: bool = True, drop_last: bool = True, pin_memory: bool = True) -> None:
         super().__init__()
-        if int(batch_size) < 1:
-            raise InputError(f"data.batch_size: expected >= 1, got {batch_size}")
-        if int(num_workers) < 0:
-            raise InputError(f"data.num_workers: expected >= 0, got {num_workers}")
+        check_int(batch_size, "data.batch_size", minimum=1)
+        check_int(num_workers, "data.num_workers", minimum=0)
         self.dataset_factory = dataset
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.shuffle, self.drop_last, self.pin_memory = shuffle, drop_last, pin_memory

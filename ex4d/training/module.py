@@ -45,6 +45,7 @@ from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings
 from ex4d.training.checkpointing import enable_block_checkpointing, resolve_checkpoint_policy
 from ex4d.training.flow import FlowMatchingSchedule
 from ex4d.training.optim import OptimizerSettings, build_optimizer, lr_factor
+from ex4d.utils.checks import check_bool, check_int, check_number
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,10 @@ class EX4DTrainingModule(L.LightningModule):
             if given[key] not in allowed:
                 raise InputError(f"module.{key}: expected one of {allowed}, got {given[key]!r}")
         resolve_checkpoint_policy(checkpoint_policy)  # validates the value
-        if int(num_val_samples) < 0:
-            raise InputError(f"module.num_val_samples: expected >= 0, got {num_val_samples}")
+        check_int(num_val_samples, "module.num_val_samples", minimum=0)
+        check_number(sample_fps, "module.sample_fps", positive=True)
+        check_bool(gradient_checkpointing, "module.gradient_checkpointing")
+        check_int(seed, "module.seed")
         if sample is not None and sample.mask_encoding != mask_encoding:
             raise InputError(f"module.sample.mask_encoding={sample.mask_encoding!r} differs from "
                              f"module.mask_encoding={mask_encoding!r}")

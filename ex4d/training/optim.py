@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ex4d.utils.checks import check_int, check_number
 from ex4d.utils.errors import InputError
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -49,6 +50,13 @@ class OptimizerSettings:
     fused: bool | None = None
 
     def __post_init__(self) -> None:
+        # Strings fail as ValueError in float(), NaN passes every comparison: check the numbers first.
+        for key in ("lr", "weight_decay", "eps", "min_lr_ratio"):
+            check_number(getattr(self, key), f"optimizer.{key}")
+        if isinstance(self.betas, str) or not all(isinstance(b, (int, float)) for b in self.betas):
+            raise InputError(f"optimizer.betas: expected two numbers in [0, 1), got {self.betas!r}")
+        if self.total_steps is not None:
+            check_int(self.total_steps, "optimizer.total_steps", minimum=1)
         if not float(self.lr) > 0:
             raise InputError(f"optimizer.lr: expected > 0, got {self.lr!r}")
         betas = [float(b) for b in self.betas]

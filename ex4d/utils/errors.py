@@ -9,6 +9,20 @@ class MissingWeightsError(FileNotFoundError):
     """A model weights file or folder is missing; the message names it and the download command."""
 
 
+DOWNLOAD_TOOL = "python tools/download_weights.py"
+
+
+def download_command(*args: str, local_dir=None) -> str:
+    """The ``tools/download_weights.py`` command line that fetches ``args`` (its items and options, e.g.
+    ``"depthcrafter"`` or ``"wan_i2v_14b_480p", "--native"``) into ``local_dir``.
+
+    Every download hint in a message is built here, so each one is a command the tool accepts (a test feeds
+    them all to its argument parser).
+    """
+    cmd = " ".join([DOWNLOAD_TOOL, *args])
+    return cmd if local_dir is None else f"{cmd} --local-dir {local_dir}"
+
+
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines included) as one space."""
     return " ".join(str(text).split())

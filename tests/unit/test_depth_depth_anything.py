@@ -56,7 +56,8 @@ def test_construction_loads_nothing_and_missing_weights_name_the_fix(tmp_path, f
     with pytest.raises(MissingWeightsError) as e:
         b(frames)
     msg = str(e.value)
-    assert "Depth-Anything-V2-Large-hf" in msg and "depth=depth_anything" in msg
+    assert "Depth-Anything-V2-Large-hf" in msg
+    assert f"python tools/download_weights.py depth_anything --local-dir {tmp_path}`" in msg  # positional item
     assert f"hf download depth-anything/Depth-Anything-V2-Large-hf --local-dir {tmp_path}" in msg
     off = DepthAnythingBackend(cache_dir=str(tmp_path / "hf"), local_files_only=True, device="cpu")
     with pytest.raises(MissingWeightsError, match="depth-anything/Depth-Anything-V2-Large-hf"):

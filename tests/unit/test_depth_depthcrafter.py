@@ -148,7 +148,8 @@ def test_construction_loads_nothing_and_missing_weights_name_the_fix(tmp_path):
     msg = str(e.value)
     assert "nope/DepthCrafter" in msg and "does not exist" in msg
     assert f"hf download tencent/DepthCrafter --local-dir {tmp_path / 'nope' / 'DepthCrafter'}" in msg
-    assert "python tools/download_weights.py depth=depthcrafter" in msg
+    # The tool takes the item as a positional argument and writes <local-dir>/DepthCrafter.
+    assert f"python tools/download_weights.py depthcrafter --local-dir {tmp_path / 'nope'}`" in msg
 
 
 def test_offline_hub_id_without_cache_raises_missing_weights(tmp_path):

@@ -147,6 +147,9 @@ def _negative(d):
     (lambda d: d[:, None], r"shape \(T, H, W\)"),  # 4-D
     (lambda d: d[:2], "2 frames.*3"),          # frame count mismatch
     (lambda d: d[:, :, :5], "6x5.*6x8"),       # wrong size
+    (lambda d: np.full_like(d, 7.0), "every depth value is 7, a constant map"),
+    (lambda d: d[:0], "empty"),
+    (lambda d: d * 1e5, r"scale=ex4d expects EX-4D depth in \[0.0001, 10000\]"),  # metres in mm, say
 ])
 def test_bad_depth_values_raise_naming_the_file(tmp_path, frames, rng, corrupt, match):
     path = tmp_path / "bad_depth.npz"
@@ -195,3 +198,25 @@ def test_bad_options_are_named():
         FileDepthBackend(scale="metric")
     with pytest.raises(InputError, match="similarity needs depth.kind=depth"):
         FileDepthBackend(kind="disparity", scale="similarity")
+
+
+@pytest.mark.parametrize("K,match", [
+    (np.zeros((3, 3)), "fx, fy > 0"),
+    (np.full((3, 3), np.nan), "NaN"),
+    (np.array([[-500.0, 0, 4], [0, 500, 3], [0, 0, 1]]), "fx, fy > 0"),
+    (np.array([[500.0, 0, 4], [0, 500, 3], [0, 0, 0]]), r"\[0, 0, 1\]"),  # singular: last row zero
+    (np.eye(4), r"shape \(3, 3\)"),
+])
+def test_bad_intrinsics_in_a_depth_file_name_the_file(tmp_path, frames, rng, K, match):
+    np.savez(tmp_path / "with_K.npz", depth=_depth(rng), K=K)
+    with pytest.raises(InputError, match=match) as e:
+        FileDepthBackend(tmp_path / "with_K.npz")(frames)
+    assert "with_K.npz" in str(e.value) and "'K'" in str(e.value)
+
+
+@pytest.mark.parametrize("kw,key", [({"focal_px": 0}, "depth.focal_px"), ({"focal_px": float("nan")}, "depth.focal_px"),
+                                    ({"png_scale": -1}, "depth.png_scale"), ({"resize": "yes"}, "depth.resize"),
+                                    ({"trim": 1}, "depth.trim")])
+def test_bad_numeric_and_boolean_options_are_named(kw, key):
+    with pytest.raises(InputError, match=key):
+        FileDepthBackend(**kw)

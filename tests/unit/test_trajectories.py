@@ -276,7 +276,7 @@ def _malformed_cases(tmp_path):
         "mirrored": (_write(tmp_path / "mirror.json", w2c=mirrored), "det -1"),
         "nan": (_write(tmp_path / "nan.npz", w2c=nan), "NaN"),
         "last_row": (_write(tmp_path / "lastrow.npz", w2c=last_row), "last row"),
-        "frames": (_write(tmp_path / "frames.npz", w2c=good), "has 5 poses but 7 frames"),
+        "frames": (_write(tmp_path / "frames.npz", w2c=good), "has 5 poses but the clip has 7 frames"),
         "missing_key": (_write(tmp_path / "key.npz", poses=good), "no pose key"),
         "missing_key_json": (_write(tmp_path / "key.json", cams=good), "no pose key"),
         "corrupt_npz": (tmp_path / "corrupt.npz", "not a readable .npz"),
@@ -285,12 +285,18 @@ def _malformed_cases(tmp_path):
         "missing_file": (tmp_path / "nope.npz", "not found"),
         "suffix": (tmp_path / "poses.txt", "unsupported"),
         "inconsistent": (_write(tmp_path / "both.json", w2c=good, c2w=good), "not inverses"),
+        "empty": (_write(tmp_path / "empty.json", w2c=np.zeros((0, 4, 4))), "N >= 1"),
+        "K_zero": (_write(tmp_path / "kzero.json", w2c=good, K=np.zeros((3, 3))), "'K' must be"),
+        "K_nan": (_write(tmp_path / "knan.npz", w2c=good, K=np.full((3, 3), np.nan)), "'K' has NaN"),
+        "intrinsics_singular": (_write(tmp_path / "ksing.npz", extrinsics=good,
+                                       intrinsics=np.diag([500.0, 500.0, 0.0])), "'intrinsics' must be"),
     }
 
 
 MALFORMED = [
     "shape", "shape_json", "ragged_json", "non_rigid", "mirrored", "nan", "last_row", "frames", "missing_key",
     "missing_key_json", "corrupt_npz", "corrupt_json", "not_object_json", "missing_file", "suffix", "inconsistent",
+    "empty", "K_zero", "K_nan", "intrinsics_singular",
 ]
 
 
@@ -376,3 +382,23 @@ def test_reference_configs_equal_presets():
         a = instantiate(OmegaConf.load(CONF_DIR / fname))(49, MIN_DEPTH)
         b = trajectory_from_preset(name)(49, MIN_DEPTH)
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("make,key", [
+    (lambda: Orbit(lead_in="maybe"), "camera.lead_in"),
+    (lambda: ReferenceOrbit(60, frame_rescale="abc"), "camera.frame_rescale"),
+    (lambda: FileTrajectory("x.json", resample="no"), "camera.resample"),
+    (lambda: FileTrajectory(None), "camera.path"),
+    (lambda: Orbit(yaw_end_deg="ninety"), "camera.yaw_end_deg"),
+])
+def test_bad_camera_option_values_name_the_key(make, key):
+    with pytest.raises(InputError, match=key):
+        make()
+
+
+def test_a_camera_file_is_validated_against_the_frame_count_without_depth(tmp_path):
+    path = _write(tmp_path / "five.json", w2c=ReferenceOrbit(60)(5, MIN_DEPTH).numpy())
+    FileTrajectory(path).validate(5)
+    with pytest.raises(InputError, match=r"five.json: has 5 poses but the clip has 9 frames.*data.num_frames=5"):
+        FileTrajectory(path).validate(9)
+    FileTrajectory(path, resample=True).validate(9)
