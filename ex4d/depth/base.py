@@ -54,9 +54,11 @@ def validate_depth(depth: Tensor, shape: tuple[int, int, int] | None = None, sou
         raise InputError(f"{source}: expected depth of shape {tuple(shape)}, got {tuple(depth.shape)}")
     bad = ~torch.isfinite(depth)
     if bad.any():
-        raise InputError(f"{source}: {int(bad.sum())} depth values are NaN or inf")
+        raise InputError(f"{source}: {int(bad.sum())} of {depth.numel()} depth values are NaN or inf; depth must be "
+                         "finite everywhere (fill the holes before saving, or use a depth model)")
     if (depth <= 0).any():
-        raise InputError(f"{source}: {int((depth <= 0).sum())} depth values are <= 0 (depth must be positive)")
+        raise InputError(f"{source}: {int((depth <= 0).sum())} of {depth.numel()} depth values are <= 0; depth must "
+                         "be positive (fill the holes before saving; a disparity file needs depth.kind=disparity)")
     return depth
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ex4d.utils.checks import check_choice, check_int, check_memory
 from ex4d.utils.errors import InputError
@@ -33,6 +33,7 @@ UPSCALE_WARN = 1.25
 RESIZE_CHUNK = 8  # frames resized at once: the float copies of a whole long clip would dominate memory
 # PIL modes with more than 8 bits per channel: convert("RGB") clips them (a 16-bit grey image turns white).
 _HIGH_BIT_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -105,6 +106,10 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
     with open_video_stream(path) as (container, stream):
         fps = stream_fps(stream)
         for frame in container.decode(stream):
+            if not frames and getattr(frame, "rotation", 0):
+                log.warning("input video %s carries a %d degree display rotation that is not applied here: frames are "
+                            "read as stored (e.g. sideways for a phone video); rotate it first (re-encoding with ffmpeg "
+                            "applies it)", path, frame.rotation)
             frames.append(frame.to_ndarray(format="rgb24"))
             if frames[-1].shape != frames[0].shape:
                 raise InputError(f"input video {path} changes frame size at frame {len(frames) - 1} "
@@ -147,6 +152,8 @@ def _image_header(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             mode, (w, h) = im.mode, im.size
+            if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # shown rotated by 90 degrees: see _read_image
+                w, h = h, w
     except Exception as e:  # PIL raises several unrelated types for corrupt files
         raise InputError(f"image {path} could not be read ({type(e).__name__}: {e})") from e
     if mode in _HIGH_BIT_MODES:
@@ -189,7 +196,8 @@ def probe_source(source: str | Path) -> SourceInfo:
 def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            # Cameras store photos unrotated with an EXIF orientation tag; every viewer applies it, so must we.
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except Exception as e:  # PIL raises several unrelated types for corrupt files
         raise InputError(f"image {path} could not be read ({type(e).__name__}: {e})") from e
 

@@ -209,3 +209,20 @@ def test_short_video_says_what_to_set(tmp_path, rng, kw, fix):
     with pytest.raises(InputError, match="six.mp4 has 6 frames") as e:
         load_clip(tmp_path / "six.mp4", multiple=16, **kw)
     assert fix in str(e.value)
+
+
+@pytest.mark.parametrize("orientation,shape", [(1, (32, 48)), (3, (32, 48)), (6, (48, 32)), (8, (48, 32))])
+def test_exif_orientation_is_applied(tmp_path, orientation, shape):
+    # A phone photo is stored unrotated with an orientation tag; read as stored it would be silently sideways.
+    from PIL import Image
+
+    pixels = np.zeros((32, 48, 3), np.uint8)
+    pixels[:, :8] = 255  # a white band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    clip = load_clip(tmp_path / "photo.jpg", num_frames=1, multiple=16)
+    assert clip.frames.shape[1:3] == shape
+    band = {1: (slice(None), slice(0, 8)), 3: (slice(None), slice(-8, None)),  # 180: the band moves right
+            6: (slice(0, 8), slice(None)), 8: (slice(-8, None), slice(None))}[orientation]
+    assert clip.frames[0][band].mean() > 200
