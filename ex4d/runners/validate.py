@@ -6,7 +6,7 @@ decoded, depth estimated and meshes built (or as a ZeroDivisionError / TypeError
 
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -18,8 +18,6 @@ from ex4d.pipelines.recon import check_recon_options
 from ex4d.utils.checks import check_bool, check_int, check_number
 from ex4d.utils.device import resolve_device
 from ex4d.utils.errors import InputError, MissingWeightsError
-
-log = logging.getLogger(__name__)
 
 # What each key of conf/infer.yaml's recon group is called in check_recon_options.
 RECON_KEYS = ("chunk_size", "fps", "save_meshes", "mesh_format", "contact_columns", "replace_first_frame")
@@ -131,8 +129,6 @@ def check_train_config(cfg: DictConfig) -> None:
         check_number(clip, "trainer.gradient_clip_val", minimum=0.0)
     ckpt = cfg.get("ckpt_path")
     if ckpt:
-        from pathlib import Path
-
         p = Path(str(ckpt)).expanduser()
         if p.is_file() and p.suffix != ".ckpt":
             raise InputError(f"ckpt_path {p}: expected a Lightning .ckpt file or a DeepSpeed checkpoint folder "
