@@ -53,6 +53,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from torch import Tensor
 
 from ex4d.masking.erosion import erode_masks
+from ex4d.model.availability import DOWNLOAD_HINT, missing_weights, random_adapter_stands_in
 from ex4d.model.adapter import DEFAULT_ADAPTER, EX4DTransformer, LoraSettings, build_ex4d_transformer
 from ex4d.model.wan import WanComponents
 from ex4d.pipelines.conditioning import (
@@ -76,7 +77,7 @@ from ex4d.pipelines.parallel import (
     enable_context_parallel,
 )
 from ex4d.utils.checks import check_bool, check_int, check_number
-from ex4d.utils.errors import InputError, download_command
+from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -734,7 +735,7 @@ def build_generator(
     )
 
     meta = None
-    if checkpoint is not None and Path(checkpoint).suffix == ".safetensors" and not _random_adapter_stands_in(model, checkpoint):
+    if checkpoint is not None and Path(checkpoint).suffix == ".safetensors" and not random_adapter_stands_in(model, checkpoint):
         meta = read_adapter_metadata(checkpoint)
         file_lora = lora_settings_from_metadata(meta)
         if lora is not None and (lora.rank, lora.alpha, list(lora.targets)) != (
@@ -757,7 +758,7 @@ def build_generator(
     ex4d = build_ex4d_transformer(
         components.transformer, lora if lora is not None else LoraSettings(), hidden_channels=encoder_hidden_channels
     )
-    if checkpoint is not None and _random_adapter_stands_in(model, checkpoint):
+    if checkpoint is not None and random_adapter_stands_in(model, checkpoint):
         from ex4d.model.adapter import randomize_adapter_
 
         log.warning("%r: adapter checkpoint %s is absent; a seeded RANDOM adapter stands in (BENCHMARK ONLY)",
@@ -770,27 +771,6 @@ def build_generator(
             load_reference_checkpoint(checkpoint, ex4d)
     mode = memory_mode or getattr(model, "memory_mode", "gpu")
     return EX4DGenerator(components, ex4d, settings, device=device, memory_mode=mode, parallel=parallel)
-
-
-DOWNLOAD_HINT = download_command("wan_i2v_14b_480p", "ex4d")
-
-
-def missing_weights(model, checkpoint: str | Path | None) -> list[str]:
-    """Files ``build_generator(model, ..., checkpoint)`` needs that are absent (empty: ready). Never downloads.
-
-    ``model`` is a config-group object (``WanLoader`` / ``TinyWanLoader``). Fetch what is missing with
-    ``DOWNLOAD_HINT`` (plus ``--local-dir <paths.weights_dir>``).
-    """
-    out = list(model.missing_files()) if hasattr(model, "missing_files") else []
-    if checkpoint is not None and not Path(checkpoint).expanduser().exists() and not _random_adapter_stands_in(
-            model, checkpoint):
-        out.append(str(checkpoint))
-    return out
-
-
-def _random_adapter_stands_in(model, checkpoint: str | Path) -> bool:
-    """A benchmark loader (random real-shape weights) replaces an absent adapter file by a random adapter."""
-    return bool(getattr(model, "random_adapter_if_missing", False)) and not Path(checkpoint).expanduser().exists()
 
 
 __all__ = [

@@ -118,7 +118,7 @@ def fingerprint(settings: dict) -> str:
 
 def generate_videos(cfg: DictConfig, dataset: DictConfig, videos: list[BenchmarkVideo], model) -> tuple[Path, dict]:
     """Run the inference pipeline on every source (skipping finished ones); returns (folder, info)."""
-    from ex4d.pipelines.generate import DOWNLOAD_HINT
+    from ex4d.model.availability import DOWNLOAD_HINT
     from ex4d.runners.infer import missing_generator_files, run_many
 
     checkpoint = resolve_checkpoint(cfg, model)

@@ -93,7 +93,7 @@ def run_recon(cfg: DictConfig, source: str, out_dir: Path, pipe: ReconPipeline |
 
 
 def missing_generator_files(cfg: DictConfig, model=None) -> list[str]:
-    from ex4d.pipelines.generate import missing_weights
+    from ex4d.model.availability import missing_weights
 
     return missing_weights(model if model is not None else instantiate(cfg.model), cfg.checkpoint)
 
@@ -135,7 +135,7 @@ def resolve_stage(cfg: DictConfig) -> str:
     ``generate`` with a missing file stops at once (MissingWeightsError naming it and the download command)."""
     if cfg.stage not in STAGES:
         raise InputError(f"stage must be one of {STAGES}, got {cfg.stage!r}")
-    from ex4d.pipelines.generate import DOWNLOAD_HINT
+    from ex4d.model.availability import DOWNLOAD_HINT
 
     missing = missing_generator_files(cfg) if cfg.stage != "recon" else []
     hint = f"{DOWNLOAD_HINT} --local-dir {cfg.paths.weights_dir}"

@@ -96,7 +96,7 @@ def check_infer_config(cfg: DictConfig, stage: str | None = None) -> None:
 def check_generation_config(cfg: DictConfig, stage: str) -> None:
     """Sampler settings, LoRA settings, the model option and the presence of its weights (constructing these
     loads nothing), so a bad ``generate.*`` value or a missing file fails before the DW-Mesh stage runs."""
-    from ex4d.pipelines.generate import DOWNLOAD_HINT, missing_weights
+    from ex4d.model.availability import DOWNLOAD_HINT, missing_weights
 
     instantiate_checked(cfg.generate)
     instantiate_checked(cfg.lora)
