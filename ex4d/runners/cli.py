@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -146,9 +147,45 @@ def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_o
     return result
 
 
+# Command-line keys that place the run folder (the first three are Hydra's / the paths group's).
+_OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.output_dir", "output_dir", "+output_dir")
+
+
+def check_output_root(argv: list[str]) -> None:
+    """The folders a run will write under must be creatable and writable. Hydra creates the run folder before
+    any of our code runs and answers a file in the way, or a read-only place, with a traceback: so this is
+    checked first (InputError naming the key). Values with interpolations are left to Hydra."""
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "-i") for a in argv):
+        return
+    overrides = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    targets = [(k, overrides[k]) for k in _OUTPUT_KEYS if k in overrides]
+    if not any(k in overrides for k in _OUTPUT_KEYS[:3]):  # the default: <paths.root_dir>/outputs
+        root = overrides.get("paths.root_dir", os.environ.get("EX4D_ROOT", "."))
+        targets.append(("paths.output_dir", f"{root}/outputs"))
+    for key, value in targets:
+        if "${" in value or ("," in value and ("-m" in argv or "--multirun" in argv)):
+            continue
+        folder = Path(value).expanduser()
+        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise InputError(f"{key}={value}: {blocking} is a file, not a folder; give a folder ({key}=<folder>)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise InputError(f"{key}={value}: cannot write there ({e.strerror or e}); give a writable folder "
+                             f"({key}=<folder>)") from e
+
+
 def main(hydra_main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function; Hydra's own composition errors (it prints them, then exits 1: our runs
-    never exit 1) become exit status 2, as every other bad-config error."""
+    never exit 1) become exit status 2, as every other bad-config error. The output folder is checked first
+    (:func:`check_output_root`)."""
+    try:
+        check_output_root(sys.argv[1:])
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_INPUT)
     try:
         hydra_main()
     except SystemExit as e:

@@ -197,3 +197,22 @@ def test_the_real_cli_prints_one_line_and_maps_hydra_errors_to_status_2(tmp_path
     assert "Traceback" in log.read_text() and str(log) in p.stderr
     p = run("data.no_such_key=1")  # Hydra's composition error: its message, our status
     assert p.returncode == EXIT_INPUT and "no_such_key" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_before_hydra(tmp_path):
+    # Hydra makes the run folder before any of our code runs and answers a file in the way with a traceback.
+    from ex4d.runners.cli import check_output_root
+    from ex4d.utils.errors import InputError
+
+    afile = tmp_path / "results.txt"
+    afile.write_text("a file where the output folder should go")
+    for key in ("paths.output_dir", "hydra.run.dir", "output_dir"):
+        with pytest.raises(InputError, match=f"{key}=.*is a file, not a folder"):
+            check_output_root([f"{key}={afile}/run"])
+    with pytest.raises(InputError, match="cannot write there"):
+        check_output_root(["paths.output_dir=/proc/ex4d_cannot_be_here"])
+    check_output_root([f"paths.output_dir={tmp_path}/new/folder"])  # creatable: made, no error
+    assert (tmp_path / "new" / "folder").is_dir()
+    p = subprocess.run([sys.executable, "infer.py", f"paths.output_dir={afile}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == EXIT_INPUT and "is a file" in _one_error_line(p.stderr)
