@@ -66,7 +66,28 @@ def exit_code(e: BaseException) -> int:
         return EXIT_INPUT
     if isinstance(c, TypeError) and c is not e and "argument" in str(c):  # a config key the class does not take
         return EXIT_INPUT
+    if _is_oom(c):  # sizes or memory mode too large for this machine: the user's to change
+        return EXIT_INPUT
     return EXIT_INTERNAL
+
+
+OOM_HINT = ("out of GPU memory: use smaller sizes or fewer frames (data.gen_height / data.gen_width / "
+            "data.num_frames, data.max_side) or a leaner model.memory_mode (offload, low_vram)")
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, MemoryError))
+
+
+def reason_line(e: BaseException) -> str:
+    """The line printed and written to FAILED.txt."""
+    c = _cause(e)
+    if _is_oom(c):
+        what = "out of host memory" if isinstance(c, MemoryError) else None
+        return (OOM_HINT.replace("out of GPU memory", what) if what else OOM_HINT) + f" ({one_line(str(c))[:200]})"
+    return error_reason(e)
 
 
 def _file_handlers() -> list[logging.FileHandler]:
@@ -120,7 +141,7 @@ def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_o
         if isinstance(e, SystemExit):
             raise
         code = exit_code(e)
-        reason = error_reason(e)
+        reason = reason_line(e)
         where = log_traceback_to_files(e, out / "error.log" if out is not None else None)
         locked_out = code == EXIT_INPUT and "is in use by another run" in str(e)
         if out is not None and _is_rank0() and not locked_out:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ex4d.io.video import write_video
 from ex4d.runners.cli import EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_WEIGHTS, run_app
@@ -73,7 +74,9 @@ def test_missing_weights_stop_before_any_reconstruction(compose, tmp_path, capsy
 
 
 @pytest.mark.parametrize("exc, code, word", [(RuntimeError("boom"), EXIT_INTERNAL, "internal error: RuntimeError: boom"),
-                                              (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted")])
+                                              (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted"),
+                                              (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB"),
+                                               EXIT_INPUT, "error: out of GPU memory: use smaller sizes")])
 def test_internal_errors_and_interrupts_have_their_own_status(compose, tmp_path, capsys, monkeypatch, exc, code, word):
     import ex4d.runners.infer as infer
 
