@@ -214,6 +214,7 @@ def _package_file(spec: WeightsFile) -> Path:
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 # What resolve_weights accepted, by path (evaluate.py writes it into results.json).
 _RESOLVED: dict[str, dict] = {}
+_SEQ = [0]
 
 
 def file_sha256(path: Path) -> str:
@@ -225,9 +226,15 @@ def file_sha256(path: Path) -> str:
     return _DIGESTS[key]
 
 
-def resolved_weights() -> dict[str, dict]:
-    """``{path: {"key", "sha256", "check"}}`` of every file :func:`resolve_weights` accepted in this process."""
-    return {k: dict(v) for k, v in _RESOLVED.items()}
+def resolved_weights(since: int = 0) -> dict[str, dict]:
+    """``{path: {"key", "sha256", "check"}}`` of every file :func:`resolve_weights` accepted in this process
+    (only those accepted after the mark ``since`` from :func:`resolve_counter`)."""
+    return {k: {f: x for f, x in v.items() if f != "seq"} for k, v in _RESOLVED.items() if v["seq"] > since}
+
+
+def resolve_counter() -> int:
+    """A mark for :func:`resolved_weights`: files resolved from now on are ``resolved_weights(mark)``."""
+    return _SEQ[0]
 
 
 def resolve_weights(
@@ -280,7 +287,8 @@ def resolve_weights(
                 _missing_message(spec, target, f"sha256 mismatch (got {digest[:16]}..., expected {expected[:16]}...)")
             )
     log.info("weights %s: %s sha256=%s (checked against %s)", spec.key, target, digest, how)
-    _RESOLVED[str(target)] = {"key": spec.key, "sha256": digest, "check": how}
+    _SEQ[0] += 1
+    _RESOLVED[str(target)] = {"key": spec.key, "sha256": digest, "check": how, "seq": _SEQ[0]}
     return p
 
 

@@ -69,7 +69,7 @@ def test_metric_options_construct_without_weights(compose, tmp_path, option):
 def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
     out = tmp_path / "eval"
     args = [*TINY, "benchmark=extreme_90", "metrics=tiny", f"paths.weights_dir={tmp_path}/no_weights",
-            f"output_dir={out}", "n_boot=50", "logger=csv"]
+            f"output_dir={out}", "n_boot=50", "allow_skip=true", "logger=csv"]
     with caplog.at_level("WARNING"):
         res = run_evaluate(compose("evaluate", args))
     assert res["n_videos"] == 2 and res["test_only"] and res["generation"]["processed"] == 2
@@ -77,11 +77,16 @@ def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
     assert m["fid"]["n"] == 2 and np.isfinite(m["fid"]["value"]) and m["fid"]["ci_low"] <= m["fid"]["ci_high"]
     assert "TEST ONLY" in m["fid"]["note"] and m["kid"]["n"] == 2
     assert m["dynamic_degree_dis"]["n"] == 2 and m["motion_smoothness_blend"]["n"] == 2
-    # Missing weights: skipped with the file named, never a number.
+    assert m["temporal_flickering"]["n"] == 2 and 0 < m["temporal_flickering"]["value"] <= 1
+    assert {"camera_rotation_error_deg", "camera_translation_error_deg"} <= set(m)  # (noise videos: may fail to estimate)
+    # Missing weights with allow_skip=true: skipped with the file named, never a number.
     for k in ("fvd_first16", "fvd_windows", "subject_consistency", "vbench_aq", "imaging_quality"):
         assert m[k]["skipped"] and "no_weights/metrics/" in m[k]["reason"], k
     assert "i3d_torchscript.pt" in m["fvd_first16"]["reason"] and "i3d_torchscript.pt" in caplog.text
+    assert m["vbench_quality"]["skipped"] and "subject_consistency" in m["vbench_quality"]["reason"]
     assert m["psnr"]["skipped"] and "target" in m["psnr"]["reason"]
+    assert res["allow_skip"] is True and "image_metrics" not in res["skipped"]  # not applicable is not a skip
+    assert {"fvd_first16", "imaging_quality", "vbench_quality"} <= set(res["skipped"]) and "fid" not in res["skipped"]
     table = (out / "table.md").read_text()
     assert "TEST ONLY" in table and "| EX-4D (paper) | 55.42 | 823.61 | 0.450 |" in table
     assert "| **ours (TEST ONLY: random tiny model)** | " in table and "(N=2) | skipped | skipped |" in table
@@ -119,8 +124,11 @@ def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, ti
     (gen / "carphone_pristine").mkdir()  # our own layout works too
     write_video(gen / "carphone_pristine" / "output.mp4", tiny_sources["carphone_pristine"], fps=15, lossless=True)
     out = tmp_path / "eval"
+    # Only metrics that can run here: no allow_skip needed.
     res = run_evaluate(compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
-                                            f"output_dir={out}", "n_boot=20"]))
+                                            f"output_dir={out}", "n_boot=20",
+                                            "benchmark.metrics=[fid,temporal_flickering,camera_following]"]))
+    assert res["skipped"] == [] and res["allow_skip"] is False
     assert res["method"] == "copy of the input" and res["generation"]["external"]
     assert abs(res["metrics"]["fid"]["value"]) < 1e-3  # identical sets
     assert "| **copy of the input** | 0.00" in (out / "table.md").read_text()
@@ -132,7 +140,7 @@ def test_generated_and_source_sets_must_match(compose, tmp_path, tiny_sources):
     gen = tmp_path / "gen"
     gen.mkdir()
     write_video(gen / "bikes.mp4", tiny_sources["bikes"])
-    base = [*TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}"]
+    base = [*TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}", "allow_skip=true"]
     with pytest.raises(InputError, match=r"sets differ: 1 generated videos .* vs 2 source.*carphone_pristine"):
         run_evaluate(compose("evaluate", base))
     write_video(gen / "carphone_pristine.mp4", tiny_sources["carphone_pristine"][:4])
@@ -167,7 +175,29 @@ def test_manifest_with_a_wrong_hash_or_unreadable_source_fails_before_generating
 def test_missing_generator_weights_name_the_file(compose, tmp_path):
     with pytest.raises(MissingWeightsError, match=r"nowhere/adapter\.safetensors.*generated_dir"):
         run_evaluate(compose("evaluate", [*TINY, f"checkpoint={tmp_path}/nowhere/adapter.safetensors",
-                                          f"output_dir={tmp_path / 'o'}"]))
+                                          f"output_dir={tmp_path / 'o'}", "allow_skip=true"]))
+
+
+def test_a_requested_metric_that_cannot_run_fails_before_generating(compose, tmp_path):
+    base = [*TINY, "metrics=tiny", f"paths.weights_dir={tmp_path}/w", f"output_dir={tmp_path / 'o'}",
+            f"generation_root={tmp_path / 'videos'}"]
+    with pytest.raises(MissingWeightsError) as e:
+        run_evaluate(compose("evaluate", base + ["benchmark.metrics=[fid,fvd_first16,imaging_quality,motion_smoothness]"]))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("2 requested metric(s) cannot run (missing weights files or packages): ")
+    assert "fvd_first16 (missing i3d_torchscript.pt)" in msg and "imaging_quality (missing musiq_spaq_ckpt-358bb6af.pth)" in msg
+    assert "fid" not in msg.split("Fix:")[0].replace("fvd", "") and "motion_smoothness" not in msg  # stand-ins need nothing
+    assert f"--metric-keys i3d_styleganv,musiq_spaq --local-dir {tmp_path}/w" in msg and "allow_skip=true" in msg
+    assert not (tmp_path / "videos").exists()  # nothing was generated
+    # The aggregate names what it lacks; a list without its dimensions is a config error.
+    with pytest.raises(MissingWeightsError, match=r"vbench_quality \(needs \['subject_consistency'.*imaging_quality'\], which"):
+        run_evaluate(compose("evaluate", [*base, "benchmark.metrics=[subject_consistency,background_consistency,"
+                                          "temporal_flickering,motion_smoothness,dynamic_degree,aesthetic_quality,"
+                                          "imaging_quality,vbench_quality]"]))
+    with pytest.raises(InputError, match=r"vbench_quality aggregates .*list \['subject_consistency'"):
+        run_evaluate(compose("evaluate", [*base, "benchmark.metrics=[temporal_flickering,vbench_quality]"]))
+    with pytest.raises(InputError, match="allow_skip must be true or false"):
+        run_evaluate(compose("evaluate", [*base, "allow_skip=sometimes"]))
 
 
 @pytest.mark.slow
@@ -176,6 +206,13 @@ def test_cli_tiny_benchmark_writes_the_table(tmp_path):
     cmd = [sys.executable, "evaluate.py", "benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny",
            f"paths.output_dir={tmp_path}", f"paths.weights_dir={tmp_path}/no_weights"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # Without the metric weights: one line naming what cannot run and the fix, exit status 3, nothing generated.
+    assert r.returncode == 3, r.stderr[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]  # (the run's INFO log goes to stdout)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "requested metric(s) cannot run" in lines[0], lines
+    assert "fvd_first16, fvd_windows (missing i3d_torchscript.pt)" in lines[0] and "Traceback" not in r.stdout
+    assert "allow_skip=true" in lines[0] and not (tmp_path / "benchmark_videos").exists()
+    r = subprocess.run([*cmd, "allow_skip=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (table,) = list((tmp_path / "evaluate").glob("*/table.md"))
     text = table.read_text()
