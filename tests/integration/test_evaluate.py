@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 
 from ex4d.io.video import read_video, write_video
+from ex4d.metrics.vbench import vbench_quality_score
 from ex4d.runners.evaluate import run_evaluate
 from ex4d.utils.errors import InputError, MissingWeightsError
 from tests.conftest import CONF, ROOT
@@ -219,3 +220,45 @@ def test_cli_tiny_benchmark_writes_the_table(tmp_path):
     assert "| EX-4D (paper) | 55.42 | 823.61 | 0.450 |" in text and "ours (TEST ONLY: random tiny model)" in text
     res = json.loads((table.parent / "results.json").read_text())
     assert res["n_videos"] == 2 and res["metrics"]["fid"]["skipped"]
+
+
+def test_vbench_quality_from_the_seven_dimensions(compose, tmp_path, tiny_sources, monkeypatch):
+    """All seven quality dimensions with local weight files (tiny random models of the real classes; MUSIQ,
+    AMT-S and RAFT replaced by cheap stand-ins at load time to keep this fast) -> the aggregate under
+    VBench's name, equal to the leaderboard formula on the dimensions' set values."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, ViTConfig, ViTModel
+
+    import ex4d.metrics.vbench as vb
+
+    gen = tmp_path / "other_method"
+    gen.mkdir()
+    for vid, frames in tiny_sources.items():
+        write_video(gen / f"{vid}.mp4", frames, fps=15, lossless=True)
+    w = tmp_path / "w" / "metrics"
+    torch.manual_seed(0)
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=224)
+    ViTModel(ViTConfig(patch_size=16, **small), add_pooling_layer=False).save_pretrained(w / "dino-vitb16")
+    for name in ("clip-vit-base-patch32", "clip-vit-large-patch14"):
+        CLIPVisionModelWithProjection(CLIPVisionConfig(patch_size=32, projection_dim=768, **small)).save_pretrained(w / name)
+    torch.save({"weight": torch.zeros(1, 768), "bias": torch.tensor([6.0])}, w / "sa_0_4_vit_l_14_linear.pth")
+    for name in ("musiq_spaq_ckpt-358bb6af.pth", "amt-s.pth", "raft_large_C_T_V1-22a6c225.pth"):
+        (w / name).write_bytes(b"stand-in")
+    monkeypatch.setattr(vb, "load_musiq", lambda path, device="cpu": (lambda x: torch.tensor(70.0)))
+    monkeypatch.setattr(vb.AMTInterpolator, "from_file", classmethod(lambda cls, path, device="cpu": vb.blend_interpolator))
+    monkeypatch.setattr(vb, "RaftTorchvisionFlow", lambda path, device="cpu": vb.DISFlow())
+    dims = ["subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
+            "dynamic_degree", "aesthetic_quality", "imaging_quality"]
+    res = run_evaluate(compose("evaluate", [
+        *TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}", f"paths.weights_dir={tmp_path / 'w'}", "n_boot=20",
+        f"benchmark.metrics=[{','.join(dims)},vbench_quality]", "metrics.imaging_quality.sha256=''",
+        "metrics.motion_smoothness.sha256=''", "metrics.dynamic_degree.sha256=''"]))
+    m = res["metrics"]
+    assert res["skipped"] == [] and all(m[d]["n"] == 2 for d in dims)
+    assert m["imaging_quality"]["value"] == pytest.approx(0.70) and m["aesthetic_quality"]["value"] == pytest.approx(0.60)
+    q = m["vbench_quality"]
+    assert q["n"] == 2 and len(q["per_video"]) == 2 and "Quality Score" in q["note"]
+    assert q["value"] == pytest.approx(vbench_quality_score({d: m[d]["value"] for d in dims}), abs=1e-9)
+    # every metric file used is recorded with its digest and what it was checked against
+    used = {v["key"]: v for v in res["weights"].values()}
+    assert {"dino_vitb16", "clip_vitb32", "clip_vitl14", "laion_aesthetic", "musiq_spaq", "amt_s", "raft_large"} <= set(used)
+    assert used["amt_s"]["check"] == "no check (sha256='')" and used["laion_aesthetic"]["check"].startswith("none:")
