@@ -157,7 +157,7 @@ def motion_smoothness_score(video: Tensor, interpolator: Interpolator) -> float:
         mid = interpolator(evens[i : i + 1], evens[i + 1 : i + 2])
         pred = (mid.float().cpu() * 255.0).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0)  # truncates
         real = video[2 * i + 1]
-        diffs.append((pred.int() - real.int()).abs().float().mean().item())
+        diffs.append((pred.int() - real.int()).abs().double().mean().item())  # float64, as numpy's mean of uint8
     return float((255.0 - np.mean(diffs)) / 255.0)
 
 
