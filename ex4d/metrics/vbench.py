@@ -1,4 +1,4 @@
-"""VBench's six custom-input dimensions, on our own code paths, from local weights.
+"""VBench's seven quality dimensions (the custom-input ones) and their aggregate, from local weights.
 
 Each dimension follows VBench's published implementation (``Vchitect/VBench``, ``vbench/<dimension>.py``)
 for preprocessing, formula and normalisation; models load from local files (Hugging Face folders via
