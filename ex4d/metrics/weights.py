@@ -54,7 +54,8 @@ class WeightsFile:
         sha256_source: where that digest is published (required with ``sha256``).
         name_hash: the hex prefix of the sha256 in the released file's name (torch.hub convention).
         no_digest: why there is no ``sha256`` (required without it): the file is accepted with its digest logged.
-        hashed_member: for a folder, the file inside it that the digest refers to.
+        hashed_member: for a folder, the file inside it that the digest refers to (``model.safetensors``, or
+            ``pytorch_model.bin`` in a folder that has only that).
         package: ``"<module>:<path inside it>"`` for a file that ships inside a pip package (no download).
         used_by: the metric(s) that need it (for messages).
     """
@@ -266,7 +267,9 @@ def resolve_weights(
     if p.is_dir():
         if spec.hashed_member is None:
             raise InputError(f"{p}: is a folder, but {spec.key} names no file inside it to hash")
-        target = p / spec.hashed_member
+        # A Hugging Face folder may hold only the pickled weights (older repos; transformers loads either).
+        members = [spec.hashed_member] + (["pytorch_model.bin"] if spec.hashed_member == "model.safetensors" else [])
+        target = next((p / m for m in members if (p / m).is_file()), p / spec.hashed_member)
         if not target.exists():
             raise MissingWeightsError(_missing_message(spec, target, "missing weights file"))
     if sha256 is not None:

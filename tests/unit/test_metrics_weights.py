@@ -44,6 +44,16 @@ def test_folder_hashes_its_member(tmp_path):
     assert resolve_weights("clip_vitb32", path=d, sha256=good) == d
     with pytest.raises(MissingWeightsError, match="sha256 mismatch"):
         resolve_weights("clip_vitb32", path=d, sha256="deadbeef")
+    old = tmp_path / "dino"  # a folder with only the pickled weights: that file is hashed
+    old.mkdir()
+    (old / "pytorch_model.bin").write_bytes(b"bin")
+    assert resolve_weights("dino_vitb16", path=old) == old
+    from ex4d.metrics.weights import resolved_weights
+
+    assert resolved_weights()[str(old / "pytorch_model.bin")]["sha256"] == hashlib.sha256(b"bin").hexdigest()
+    with pytest.raises(MissingWeightsError, match="empty/model.safetensors"):
+        (tmp_path / "empty").mkdir()
+        resolve_weights("dino_vitb16", path=tmp_path / "empty")
 
 
 def test_run_or_skip_turns_only_missing_weights_into_skips(tmp_path, caplog):
