@@ -9,10 +9,11 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-gpu clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/eval-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev,data,eval]"
+	$(BIN)/python -m pip install -q --no-deps -r requirements/eval-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -4,7 +4,7 @@ Examples:
     python evaluate.py benchmark=extreme_90                                     # Table 1 on your videos
     python evaluate.py benchmark=extreme_90 generated_dir=/data/recammaster_90 method=ReCamMaster
     python evaluate.py -m benchmark=small_30,large_60,extreme_90,full_180       # every view range
-    python evaluate.py benchmark=extreme_90 model=wan_tiny benchmark.data=tiny  # CPU smoke run, no weights
+    python evaluate.py benchmark=extreme_90 model=wan_tiny benchmark.data=tiny allow_skip=true  # CPU smoke run, no weights
 Outputs go to outputs/evaluate/<date_time>/: results.json, table.md, table.tex, per_video.csv (see
 docs/evaluation.md); generated videos to outputs/benchmark_videos/<benchmark>/<set>/gen-<fingerprint>/.
 """

@@ -20,8 +20,10 @@ Layout under --local-dir (what the configs expect with ``paths.weights_dir=<loca
     metrics/                         pt_inception-2015-12-05-6726825d.pth, i3d_torchscript.pt, dino-vitb16/, ...
                                      (ex4d.metrics.weights.METRIC_WEIGHTS: file names, sources, sha256 checks)
 
-Metric files come from their original URLs (GitHub releases, PyTorch, Dropbox) or Hugging Face repos; each is
-checked against the sha256 (prefix) in METRIC_WEIGHTS after download. Gated or rate-limited repos read the token from ``HF_TOKEN`` / ``huggingface-cli login``.
+Metric files come from their original URLs (GitHub releases, PyTorch, Dropbox) or Hugging Face repos (the LPIPS
+heads ship with the lpips pip package: nothing to fetch); after download each is checked as the metrics check it:
+against a published sha256 where one exists, else the sha256 prefix in the released file name, else only its
+digest is printed (no source publishes one; compare it with the file page's). The listing says which, per file. Gated or rate-limited repos read the token from ``HF_TOKEN`` / ``huggingface-cli login``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Fetch:
     url: str | None = None  # a plain file download into folder/filename
     filename: str | None = None
     metric_key: str | None = None  # ex4d.metrics.weights.METRIC_WEIGHTS key: checked after download
+    package: str | None = None  # ships inside this pip package: nothing to download, only checked
 
 
 ITEMS = ("wan_i2v_14b_480p", "ex4d", "depthcrafter", "depth_anything", "metrics")
@@ -76,8 +79,11 @@ def metric_fetches(keys: list[str] | None = None) -> list[Fetch]:
     out = []
     for k in keys:
         spec = METRIC_WEIGHTS[k]
+        note = f"{spec.used_by}; check: {spec.check}"
+        if spec.package:
+            out.append(Fetch(spec.package, "metrics", note=note, metric_key=k, package=spec.package))
+            continue
         kind, where = metric_source(spec)
-        note = f"{spec.used_by}" + (f", sha256 {spec.sha256}..." if spec.sha256 else "")
         if kind == "url":
             out.append(Fetch(where, "metrics", note=note, url=where, filename=spec.filename, metric_key=k))
         else:
@@ -141,11 +147,13 @@ def download_url(url: str, dest: Path) -> Path:
     return dest
 
 
-def check_metric_file(f: Fetch, local_dir: Path) -> Path:
-    """The downloaded metric file, checked like the metrics check it (sha256 prefix where known)."""
-    from ex4d.metrics.weights import resolve_weights
+def check_metric_file(f: Fetch, local_dir: Path) -> str:
+    """The downloaded metric file, checked like the metrics check it; returns ``<path> sha256=<digest> (<check>)``."""
+    from ex4d.metrics.weights import resolve_weights, resolved_weights
 
-    return resolve_weights(f.metric_key, root=local_dir)
+    path = resolve_weights(f.metric_key, root=local_dir)
+    rec = next((v for k, v in resolved_weights().items() if v["key"] == f.metric_key and k.startswith(str(path))), None)
+    return f"{path} sha256={rec['sha256']} (checked against {rec['check']})" if rec else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     fetches = plan(what, args.native, args.depth_anything_size, keys)
     for f in fetches:
+        if f.package:
+            print(f"(pip package {f.package.split(':')[0]}) {f.package}  {f.note}")
+            continue
         if f.url:
             print(f"{f.url} -> {args.local_dir / f.folder / f.filename}  {f.note}")
             continue
@@ -184,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for f in fetches:
         dest = args.local_dir / f.folder
+        if f.package:
+            print(f"  checked: {check_metric_file(f, args.local_dir)}")
+            continue
         if f.url:
             path = download_url(f.url, dest / f.filename)
             print(f"done: {path}")

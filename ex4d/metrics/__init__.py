@@ -3,8 +3,8 @@
 Protocol: ``shared/docs/ex4d-method.md`` section 7. Videos are ``(T, H, W, 3)`` uint8 RGB; generated and
 source sets pair up (same count, same lengths). Every extractor loads lazily from a local file
 (:mod:`ex4d.metrics.weights`) into the stack libraries' own networks (torch-fidelity's FID Inception-v3,
-torchmetrics' LPIPS on torchvision's AlexNet, torchvision's RAFT), imported only when that metric is
-built, so ``import ex4d.metrics`` needs no torchvision; a missing file raises ``MissingWeightsError``
+the lpips package's LPIPS on torchvision's AlexNet, torchvision's RAFT, vbench's AMT-S, pyiqa's MUSIQ),
+imported only when that metric is built, so ``import ex4d.metrics`` needs no torchvision; a missing file raises ``MissingWeightsError``
 naming the file and where to get it, and :func:`run_or_skip` reports it as :class:`Skipped` rather than
 a number. Every set-level number is a :class:`ScoreWithCI` that prints as
 ``"55.42 [53.10, 57.90] (N=150)"``.
@@ -36,18 +36,23 @@ from ex4d.metrics.image import ImageMetrics, ImageMetricsResult
 from ex4d.metrics.stats import ScoreWithCI, bootstrap_mean, bootstrap_statistic
 from ex4d.metrics.vbench import (
     AestheticQuality,
+    AMTInterpolator,
     BackgroundConsistency,
     DimensionResult,
     DynamicDegree,
     ImagingQuality,
     MotionSmoothness,
     SubjectConsistency,
+    TemporalFlickering,
+    VBenchQuality,
     run_vbench,
+    vbench_quality_score,
 )
 from ex4d.metrics.video import check_paired_sets
 from ex4d.metrics.weights import METRIC_WEIGHTS, MetricUnavailable, Skipped, WeightsFile, resolve_weights, run_or_skip
 
 __all__ = [
+    "AMTInterpolator",
     "AestheticQuality",
     "BackgroundConsistency",
     "CameraFollowingResult",
@@ -67,6 +72,8 @@ __all__ = [
     "ScoreWithCI",
     "Skipped",
     "SubjectConsistency",
+    "TemporalFlickering",
+    "VBenchQuality",
     "WeightsFile",
     "bootstrap_mean",
     "bootstrap_statistic",
@@ -82,4 +89,5 @@ __all__ = [
     "run_or_skip",
     "run_vbench",
     "summarize_camera_following",
+    "vbench_quality_score",
 ]

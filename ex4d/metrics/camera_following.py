@@ -1,4 +1,4 @@
-"""Camera-following: did the generated video's camera move the way the requested path asked?
+"""Camera-following: did the generated video's camera turn and move the way the requested path asked?
 
 FID/FVD against the *source* video reward a model that does not move the camera at all; this metric
 estimates the camera rotation of the generated video from the video itself and compares it with the
@@ -10,8 +10,14 @@ frame pair either
 * a homography, when the matches fit one whose ``K^-1 H K`` is (up to scale) a rotation: pure rotation
   or a far scene, where the essential matrix is degenerate; the rotation is the nearest orthonormal
   matrix to ``K^-1 H K``; or
-* the essential matrix with the known ``K`` (RANSAC) and ``recoverPose`` (rotation; the translation
-  is known only up to scale and not used).
+* the essential matrix with the known ``K`` (RANSAC) and ``recoverPose``: the rotation and the
+  *direction* of the translation (its length is unknowable from one video: monocular scale ambiguity).
+
+Translation is scored by direction: for each frame pair (a, i) that was estimated with the essential
+matrix, the angle between the estimated translation direction and the requested one,
+``t_req = (w2c_i w2c_a^-1)[:3, 3]`` (camera-a coordinates to camera-i coordinates, as ``recoverPose``'s
+``t``). A pair solved by the homography (a rotation-only fit: translation unobservable) or whose
+requested translation is zero has no translation score (NaN); the counts say how many had one.
 
 ``mode="chain"`` (default) estimates each frame against the last frame that was estimated and
 composes the rotations, because at extreme angles frame 0 and frame i share almost no content;
@@ -26,7 +32,7 @@ camera's y axis, ``atan2(R[0, 2], R[2, 2])``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import Tensor
@@ -95,12 +101,18 @@ class FeatureMatcher:
 
 @dataclass
 class PairPose:
-    """Relative rotation of frame b w.r.t. frame a (``X_b = R X_a + t``), or None when it failed."""
+    """Relative pose of frame b w.r.t. frame a (``X_b = R X_a + t``); R None when it failed.
+
+    ``t`` is the unit translation direction (essential-matrix pairs only; None otherwise); ``ref`` is the
+    index of frame a (filled by :func:`estimate_rotations`).
+    """
 
     R: np.ndarray | None
     model: str  # "homography", "essential" or "failed"
     n_matches: int
     n_inliers: int
+    t: np.ndarray | None = None
+    ref: int = 0
 
 
 def relative_rotation_from_matches(
@@ -136,10 +148,11 @@ def relative_rotation_from_matches(
         return PairPose(None, "failed", m, e_in)
     if E.shape[0] > 3:  # several solutions stacked: take the first
         E = E[:3]
-    n_good, R, _t, _mask = cv2.recoverPose(E, pts_a, pts_b, K, mask=e_mask.copy())
+    n_good, R, t, _mask = cv2.recoverPose(E, pts_a, pts_b, K, mask=e_mask.copy())
     if n_good < min_matches:
         return PairPose(None, "failed", m, int(n_good))
-    return PairPose(np.asarray(R, dtype=np.float64), "essential", m, int(n_good))
+    t = np.asarray(t, dtype=np.float64).reshape(3)
+    return PairPose(np.asarray(R, dtype=np.float64), "essential", m, int(n_good), t / np.linalg.norm(t))
 
 
 def estimate_rotations(
@@ -177,6 +190,7 @@ def estimate_rotations(
         a = ref if mode == "chain" else 0
         pa, pb = matcher.match(feats[a], feats[i])
         pose = relative_rotation_from_matches(pa, pb, K, min_matches)
+        pose.ref = a
         pairs.append(pose)
         if pose.R is not None:
             Rs[i] = pose.R @ Rs[a]
@@ -196,6 +210,10 @@ class CameraFollowingResult:
         final_angle_est_deg, final_angle_req_deg: total rotation angle of the last frame w.r.t. frame 0.
         following_ratio: final_angle_est / final_angle_req (1 = moved as far as asked; 0 = did not move).
         n_failed: frames whose rotation could not be estimated.
+        translation_error_deg: (T,) angle between the estimated and requested translation direction of each
+            frame's pair (NaN: no translation estimate, see the module docstring).
+        mean_translation_error_deg: mean over frames with one (NaN if none).
+        n_translation: frames with a translation score.
     """
 
     angle_error_deg: np.ndarray
@@ -206,20 +224,52 @@ class CameraFollowingResult:
     final_angle_req_deg: float
     following_ratio: float
     n_failed: int
+    translation_error_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mean_translation_error_deg: float = float("nan")
+    n_translation: int = 0
 
     def to_dict(self) -> dict:
         d = {k: float(v) if not isinstance(v, np.ndarray) else [float(x) for x in v] for k, v in self.__dict__.items()}
         d["n_failed"] = int(self.n_failed)
+        d["n_translation"] = int(self.n_translation)
         return d
+
+
+def _as_w2c(w2c: Tensor | np.ndarray) -> np.ndarray:
+    w = np.asarray(w2c.cpu().numpy() if isinstance(w2c, Tensor) else w2c, dtype=np.float64)
+    if w.ndim != 3 or w.shape[1:] != (4, 4):
+        raise InputError(f"camera_following: requested path must be (T, 4, 4) w2c, got {w.shape}")
+    return w
 
 
 def relative_rotations_from_w2c(w2c: Tensor | np.ndarray) -> np.ndarray:
     """(T, 4, 4) w2c -> (T, 3, 3) rotations relative to frame 0 (``R_i R_0^T``)."""
-    w = np.asarray(w2c.cpu().numpy() if isinstance(w2c, Tensor) else w2c, dtype=np.float64)
-    if w.ndim != 3 or w.shape[1:] != (4, 4):
-        raise InputError(f"camera_following: requested path must be (T, 4, 4) w2c, got {w.shape}")
-    R = w[:, :3, :3]
+    R = _as_w2c(w2c)[:, :3, :3]
     return R @ R[0].T
+
+
+def direction_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two 3-vectors, degrees."""
+    c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def translation_errors_deg(pairs: list[PairPose], w2c_requested: Tensor | np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
+    """(T,) angle between each estimated pair's translation direction and the requested one (NaN where the
+    pair has no translation estimate or the requested relative translation is zero: below ``rel_tol`` times
+    the path's largest camera displacement)."""
+    w = _as_w2c(w2c_requested)
+    centres = -np.einsum("tji,tj->ti", w[:, :3, :3], w[:, :3, 3])  # camera centres, world frame
+    scale = max(float(np.linalg.norm(centres - centres[0], axis=1).max()), 1e-12)
+    err = np.full(len(pairs), np.nan)
+    for i, pose in enumerate(pairs):
+        if i == 0 or pose.t is None:
+            continue
+        rel = w[i] @ np.linalg.inv(w[pose.ref])  # camera-ref coordinates -> camera-i coordinates
+        t_req = rel[:3, 3]
+        if np.linalg.norm(t_req) > rel_tol * scale:
+            err[i] = direction_angle_deg(pose.t, t_req)
+    return err
 
 
 def camera_following(
@@ -229,7 +279,7 @@ def camera_following(
     mode: str = "chain",
     detector: str = "sift",
 ) -> CameraFollowingResult:
-    """Compare the camera rotation estimated from ``video`` with the requested path.
+    """Compare the camera rotation and translation direction estimated from ``video`` with the requested path.
 
     Args:
         video: (T, H, W, 3) uint8 generated video.
@@ -240,7 +290,9 @@ def camera_following(
     T = as_video(video, "generated video").shape[0]
     if R_req.shape[0] != T:
         raise InputError(f"camera_following: the video has {T} frames but the requested path has {R_req.shape[0]} poses")
-    R_est, _ = estimate_rotations(video, K, mode, detector)
+    R_est, pairs = estimate_rotations(video, K, mode, detector)
+    t_err = translation_errors_deg(pairs, w2c_requested)
+    t_ok = np.isfinite(t_err)
     err = np.full(T, np.nan)
     for i in range(T):
         if np.all(np.isfinite(R_est[i])):
@@ -258,19 +310,28 @@ def camera_following(
         final_angle_req_deg=final_req,
         following_ratio=final_est / final_req if final_req > 1e-6 else float("nan"),
         n_failed=int((~ok).sum()),
+        translation_error_deg=t_err,
+        mean_translation_error_deg=float(t_err[t_ok].mean()) if t_ok.any() else float("nan"),
+        n_translation=int(t_ok.sum()),
     )
 
 
 def summarize_camera_following(results: list[CameraFollowingResult], n_boot: int = 1000, seed: int = 0) -> dict[str, ScoreWithCI]:
-    """Set-level summary: mean rotation error and following ratio with N and bootstrap intervals.
+    """Set-level summary: mean rotation error, following ratio and translation-direction error with N and
+    bootstrap intervals.
 
-    Videos whose estimate failed entirely (NaN) are excluded; their count is ``n_failed_videos``.
+    Videos without an estimate (NaN) are excluded from each number; ``n_failed_videos`` counts those without
+    any rotation estimate, ``n_videos_without_translation`` those without any translation score.
     """
     err = np.array([r.mean_error_deg for r in results])
     ratio = np.array([r.following_ratio for r in results])
-    out: dict = {"n_failed_videos": int((~np.isfinite(err)).sum())}
+    t_err = np.array([r.mean_translation_error_deg for r in results])
+    out: dict = {"n_failed_videos": int((~np.isfinite(err)).sum()),
+                 "n_videos_without_translation": int((~np.isfinite(t_err)).sum())}
     if np.isfinite(err).any():
         out["rotation_error_deg"] = bootstrap_mean(err[np.isfinite(err)], n_boot, seed=seed)
     if np.isfinite(ratio).any():
         out["following_ratio"] = bootstrap_mean(ratio[np.isfinite(ratio)], n_boot, seed=seed)
+    if np.isfinite(t_err).any():
+        out["translation_error_deg"] = bootstrap_mean(t_err[np.isfinite(t_err)], n_boot, seed=seed)
     return out

@@ -152,6 +152,13 @@ class FIDKID:
         self.seed = seed
         self.reset()
 
+    def check_available(self) -> None:
+        """Resolve the weights file and the torch-fidelity import without building the network."""
+        if self._extractor is None:
+            resolve_weights("fid_inception", self.weights_path, self.sha256, self.weights_root)
+            with eval_extra_imports("FID/KID", "torch-fidelity with a torchvision"):
+                import torch_fidelity  # noqa: F401
+
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:

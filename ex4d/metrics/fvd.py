@@ -137,6 +137,11 @@ class FVD:
         self.seed = seed
         self.reset()
 
+    def check_available(self) -> None:
+        """Resolve the detector file without loading it."""
+        if self._detector is None:
+            resolve_weights("i3d_styleganv", self.weights_path, self.sha256, self.weights_root)
+
     @property
     def detector(self) -> nn.Module:
         if self._detector is None:

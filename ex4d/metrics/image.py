@@ -1,18 +1,20 @@
 """PSNR, SSIM and LPIPS for benchmarks that have ground-truth target views.
 
 PSNR and SSIM are torchmetrics' functional implementations (data range 1, SSIM with its default 11x11
-Gaussian window), per frame, averaged per video. LPIPS is torchmetrics'
-``LearnedPerceptualImagePatchSimilarity`` with the AlexNet backbone (LPIPS v0.1; the linear heads ship
-inside torchmetrics), the backbone being torchvision's AlexNet loaded from the local ImageNet weights
-``alexnet-owt-7be5be79.pth`` (:func:`load_lpips_alex`); a missing file skips LPIPS with a message.
-torchvision is imported only when LPIPS is built.
+Gaussian window), per frame, averaged per video. LPIPS is the ``lpips`` package (richzhang/
+PerceptualSimilarity, v0.1, AlexNet trunk: the network the LPIPS paper and most papers' numbers use): its
+linear heads ship inside the package (``lpips/weights/v0.1/alex.pth``, sha256 checked), its AlexNet trunk
+is torchvision's AlexNet loaded from the local ImageNet weights ``alexnet-owt-7be5be79.pth``
+(:func:`load_lpips_alex`); a missing file or package skips LPIPS with a message. torchmetrics'
+``LearnedPerceptualImagePatchSimilarity`` is a port of the same network; the unit tests check that both give
+the same distances on the same trunk weights. torchvision and lpips are imported only when LPIPS is built.
 """
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Iterator, Sequence
+import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,45 +52,61 @@ def ssim_video(pred: Tensor, target: Tensor) -> float:
     return float(vals.mean())
 
 
-@contextlib.contextmanager
-def _torch_hub_dir(path: Path) -> Iterator[None]:
-    """Point ``torch.hub``'s cache at ``path`` for the duration of the block (process-global; restored after)."""
-    import torch.hub
-
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(path))
-    try:
-        yield
-    finally:
-        torch.hub.set_dir(previous)
+# LPIPS slices of torchvision's AlexNet ``features``: (slice index, the feature indices it holds); only the
+# convolutions (0, 3, 6, 8, 10) carry weights.
+_ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
 
 
-def load_lpips_alex(alexnet_path: str | Path) -> nn.Module:
-    """torchmetrics' ``LearnedPerceptualImagePatchSimilarity(net_type="alex")`` with a local AlexNet backbone.
+class LPIPSAlex(nn.Module):
+    """The ``lpips`` package's ``LPIPS(net="alex", version="0.1")``: ``(a, b)`` -> per-image distances.
 
-    torchmetrics builds the backbone as ``torchvision.models.alexnet(weights=AlexNet_Weights.DEFAULT)``,
-    which reads ``<torch hub dir>/checkpoints/alexnet-owt-7be5be79.pth`` and downloads it only when that
-    file is absent. So the hub cache is pointed, for the construction only, at a temporary folder whose
-    ``checkpoints/`` holds a link to our checked file under torchvision's file name: torchvision then loads
-    it strictly, and nothing is downloaded. The LPIPS v0.1 linear heads ship inside torchmetrics.
+    Inputs: two (N, 3, H, W) float tensors in [0, 1] (mapped to [-1, 1] as the package's
+    ``normalize=True`` does). Output: (N,) float.
+    """
 
-    Returns:
-        the metric in ``normalize=True`` mode (inputs (N, 3, H, W) float in [0, 1]), ``reduction="mean"``.
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net.eval()
+
+    @torch.no_grad()
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.net(a, b, normalize=True).flatten()
+
+
+def load_lpips_alex(alexnet_path: str | Path, heads_path: str | Path) -> LPIPSAlex:
+    """``lpips.LPIPS(net="alex", version="0.1")`` with its trunk from a local torchvision AlexNet file.
+
+    The package would download the trunk through torchvision (``pretrained=True``); it is built with a
+    random trunk instead (``pnet_rand=True``, nothing is downloaded), then torchvision's AlexNet state dict
+    is loaded strictly into a torchvision AlexNet (so a wrong file fails here) and its ``features`` copied
+    into the package's five slices, every trunk weight accounted for. The linear heads load from
+    ``heads_path`` (the file the package ships).
 
     Raises:
-        MetricUnavailable: torchvision matching torch is not importable.
-        InputError: the file is not torchvision's AlexNet state dict.
+        MetricUnavailable: lpips or torchvision matching torch is not importable.
+        InputError: a file is not torchvision's AlexNet / the LPIPS heads.
     """
-    with eval_extra_imports("LPIPS", "torchvision"):
-        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-        from torchvision.models import AlexNet_Weights
-    expected_name = Path(AlexNet_Weights.DEFAULT.url).name
-    with tempfile.TemporaryDirectory(prefix="ex4d-lpips-hub-") as hub:
-        (Path(hub) / "checkpoints").mkdir()
-        (Path(hub) / "checkpoints" / expected_name).symlink_to(Path(alexnet_path).resolve())
-        with strict_weights_load(alexnet_path, "torchvision's AlexNet weights"), _torch_hub_dir(Path(hub)):
-            metric = LearnedPerceptualImagePatchSimilarity(net_type="alex", reduction="mean", normalize=True)
-    return metric.eval()
+    with eval_extra_imports("LPIPS", "lpips and torchvision"):
+        import lpips
+        from torchvision.models import alexnet
+    with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore")
+        with strict_weights_load(heads_path, "the LPIPS v0.1 AlexNet linear heads"):
+            model = lpips.LPIPS(net="alex", version="0.1", pretrained=True, model_path=str(heads_path),
+                                pnet_rand=True, verbose=False)
+    tv = alexnet(weights=None)
+    with strict_weights_load(alexnet_path, "torchvision's AlexNet weights"):
+        tv.load_state_dict(torch.load(alexnet_path, map_location="cpu", weights_only=True))
+    trunk = {f"slice{_ALEX_SLICES[int(k.split('.')[1])]}.{k.split('.', 1)[1]}": v
+             for k, v in tv.state_dict().items() if k.startswith("features.")}
+    model.net.load_state_dict(trunk, strict=True)  # every trunk parameter, no more, no fewer
+    # The package loads the heads non-strictly: check that every head it has came from the file.
+    heads = torch.load(heads_path, map_location="cpu", weights_only=True)
+    lin = {k for k in model.state_dict() if re.match(r"lin\d\.", k)}  # (``lins.<i>`` are the same modules)
+    if lin != set(heads) or any(not torch.equal(model.state_dict()[k], heads[k]) for k in lin):
+        raise InputError(f"{heads_path}: not the LPIPS v0.1 AlexNet linear heads (keys {sorted(heads)[:5]})")
+    model.requires_grad_(False)
+    return LPIPSAlex(model)
 
 
 @dataclass
@@ -115,8 +133,8 @@ class ImageMetrics:
     Args:
         lpips: compute LPIPS (needs the AlexNet weights; a missing file raises MissingWeightsError, which
             ``run_or_skip`` reports as a skip).
-        lpips_model: an injected torchmetrics LPIPS metric (``reset`` / ``update(a, b)`` on [0, 1] frames /
-            ``compute``), instead of loading it from ``weights_path``.
+        lpips_model: an injected module ``(a, b) -> (N,)`` distances on (N, 3, H, W) [0, 1] frames (as
+            :class:`LPIPSAlex`), instead of loading it from ``weights_path``.
     """
 
     def __init__(
@@ -139,22 +157,30 @@ class ImageMetrics:
         self.n_boot = n_boot
         self.seed = seed
 
+    def check_available(self) -> None:
+        """Resolve LPIPS's files and imports without building it (raises MissingWeightsError if one is missing)."""
+        if self.use_lpips and self._lpips is None:
+            resolve_weights("lpips_alexnet", self.weights_path, self.sha256, self.weights_root)
+            resolve_weights("lpips_heads")
+            with eval_extra_imports("LPIPS", "lpips and torchvision"):
+                import lpips  # noqa: F401
+                import torchvision  # noqa: F401
+
     @property
     def lpips_model(self) -> nn.Module:
         if self._lpips is None:
             path = resolve_weights("lpips_alexnet", self.weights_path, self.sha256, self.weights_root)
-            self._lpips = load_lpips_alex(path).to(self.device)
+            self._lpips = load_lpips_alex(path, resolve_weights("lpips_heads")).to(self.device)
         return self._lpips
 
     @torch.no_grad()
     def lpips_video(self, pred: Tensor, target: Tensor) -> float:
-        """Mean per-frame LPIPS of two (T, H, W, 3) uint8 videos (the metric averages over the frames it saw)."""
-        metric = self.lpips_model
+        """Mean per-frame LPIPS of two (T, H, W, 3) uint8 videos."""
+        model = self.lpips_model
         a, b = _frames01(pred), _frames01(target)
-        metric.reset()
-        for i in range(0, a.shape[0], self.batch_size):
-            metric.update(a[i : i + self.batch_size].to(self.device), b[i : i + self.batch_size].to(self.device))
-        return float(metric.compute())
+        per_frame = [model(a[i : i + self.batch_size].to(self.device), b[i : i + self.batch_size].to(self.device)).float().cpu()
+                     for i in range(0, a.shape[0], self.batch_size)]
+        return float(torch.cat(per_frame).mean())
 
     def __call__(
         self, generated: Sequence[Tensor | np.ndarray], targets: Sequence[Tensor | np.ndarray], names: Sequence[str] | None = None

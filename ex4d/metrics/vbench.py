@@ -1,4 +1,4 @@
-"""VBench's six custom-input dimensions, on our own code paths, from local weights.
+"""VBench's seven quality dimensions (the custom-input ones) and their aggregate, from local weights.
 
 Each dimension follows VBench's published implementation (``Vchitect/VBench``, ``vbench/<dimension>.py``)
 for preprocessing, formula and normalisation; models load from local files (Hugging Face folders via
@@ -15,9 +15,17 @@ Dimensions (score per video, then the mean over videos; all in [0, 1], higher is
   bicubic, centre crop 224, CLIP normalisation).
 * ``motion_smoothness``: drop the odd frames, re-create each from its two even neighbours with a frame
   interpolator, and score ``(255 - mean |interpolated - real|) / 255`` over the odd frames (uint8
-  absolute difference). VBench's interpolator is AMT-S (``amt-s.pth``); it is not bundled here, so the
-  interpolator is injected. ``interpolator="blend"`` is a documented weak baseline (the average of the
-  two neighbours), reported under the name ``motion_smoothness_blend``; it is not VBench's number.
+  absolute difference; the interpolated frame is converted to uint8 by truncation, as VBench's
+  ``tensor2img`` does). VBench's interpolator is AMT-S: ``interpolator="amt"`` (default) builds the AMT-S
+  network from the ``vbench`` package's copy of AMT (``vbench.third_party.amt``; installed without its
+  dependencies, see ``docs/evaluation.md``) and loads ``amt-s.pth`` into it, frames in [0, 1] padded to a
+  multiple of 16 (replicate), time 0.5, ``scale_factor=1`` (VBench lowers it only when a frame would not
+  fit the GPU). ``interpolator="blend"`` is a documented weak baseline (the average of the two
+  neighbours), reported under the name ``motion_smoothness_blend``; it is not VBench's number.
+* ``temporal_flickering``: no network: ``(255 - mean_i mean|frame_{i+1} - frame_i|) / 255`` over
+  consecutive frame pairs (float absolute difference of the uint8 frames), as ``vbench/temporal_flickering.py``.
+  VBench applies it to its static-scene prompts only; on custom input (ours) it scores every video, so
+  camera motion itself counts as "flicker": read it next to ``dynamic_degree``.
 * ``dynamic_degree``: optical flow between consecutive frames (subsampled to about 8 fps: every
   ``round(fps / 8)``-th frame); a pair's score is the mean of the top 5% flow magnitudes; a video is
   dynamic when at least ``round(4 * n / 16)`` pairs exceed ``6 * max(1, 8 / fps) * min(H, W) / 256``
@@ -29,8 +37,14 @@ Dimensions (score per video, then the mean over videos; all in [0, 1], higher is
   linear head (``sa_0_4_vit_l_14_linear.pth``), divided by 10, averaged over frames.
   **``vbench_aq``** is this number: the likely paper-comparable "VBench" score of EX-4D's Table 1
   (0.450; the scale matches ReCamMaster's own aesthetic numbers).
-* ``imaging_quality``: MUSIQ (SPAQ checkpoint, via the ``pyiqa`` package) on every frame, frames
-  resized so the longer side is at most 512 (VBench's default ``longer`` mode), score / 100.
+* ``imaging_quality``: MUSIQ (SPAQ checkpoint ``musiq_spaq_ckpt-358bb6af.pth``, the network from the
+  ``pyiqa`` package, installed without its dependencies) on every frame, frames resized so the longer side
+  is at most 512 (VBench's default ``longer`` mode), score / 100.
+* ``vbench_quality`` (:class:`VBenchQuality`): VBench's leaderboard "Quality Score" over the seven quality
+  dimensions above: each dimension min-max normalised with VBench's published constants
+  (``scripts/constant.py``: ``NORMALIZE_DIC``), weighted (``DIM_WEIGHT``: dynamic degree 0.5, others 1), the
+  weighted sum divided by the weight total (``scripts/cal_final_score.py``: ``get_quality_score``). It is
+  linear in the dimension scores, so the set value is the mean of per-video values, bootstrapped like them.
 
 Frames are ``(T, H, W, 3)`` uint8 RGB throughout. VBench resizes uint8 tensors with torchvision, which
 rounds back to uint8; we round the same way.
@@ -45,7 +59,8 @@ when all videos have the same length, as in our benchmarks).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +88,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Callable types of the injectable models.
 ImageEmbedder = Callable[[Tensor], Tensor]  # (N, 3, h, w) normalised float -> (N, D)
-Interpolator = Callable[[Tensor, Tensor], Tensor]  # two (1, 3, H, W) float [0, 1] -> middle frame, same layout
+Interpolator = Callable[[Tensor, Tensor], Tensor]  # two (1, 3, H, W) float32 [0, 1] -> middle frame, same layout
 FlowModel = Callable[[Tensor, Tensor], Tensor]  # two (1, 3, H, W) float [0, 255] -> (1, 2, H, W) flow in pixels
 QualityScorer = Callable[[Tensor], Tensor]  # (1, 3, H, W) float [0, 1] -> score in [0, 100]
 
@@ -128,7 +143,10 @@ def motion_smoothness_score(video: Tensor, interpolator: Interpolator) -> float:
     """VBench's motion-smoothness formula for one (T, H, W, 3) uint8 video (T >= 3).
 
     Even frames 0, 2, 4, ... are kept; the interpolator predicts each odd frame 2i+1 from frames 2i and
-    2i+2; the score is ``(255 - mean_i mean|pred_i - frame_{2i+1}|) / 255`` on uint8 values.
+    2i+2 (float32 in [0, 1], as VBench's ``img2tensor``); the prediction goes back to uint8 as VBench's
+    ``tensor2img`` does it (``x * 255``, clip, truncate); the score is
+    ``(255 - mean_i mean|pred_i - frame_{2i+1}|) / 255``. With an even T the last frame has no right
+    neighbour and is not scored (as in VBench).
     """
     if video.shape[0] < 3:
         raise InputError(f"motion smoothness needs at least 3 frames, got {video.shape[0]}")
@@ -137,10 +155,23 @@ def motion_smoothness_score(video: Tensor, interpolator: Interpolator) -> float:
     diffs = []
     for i in range(evens.shape[0] - 1):
         mid = interpolator(evens[i : i + 1], evens[i + 1 : i + 2])
-        pred = (mid.clamp(0, 1) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0)
+        pred = (mid.float().cpu() * 255.0).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0)  # truncates
         real = video[2 * i + 1]
-        diffs.append((pred.int() - real.int()).abs().float().mean().item())
+        diffs.append((pred.int() - real.int()).abs().double().mean().item())  # float64, as numpy's mean of uint8
     return float((255.0 - np.mean(diffs)) / 255.0)
+
+
+def temporal_flickering_score(video: Tensor) -> float:
+    """VBench's temporal-flickering score of one (T, H, W, 3) uint8 video: ``(255 - mean MAE) / 255``.
+
+    MAE of each consecutive frame pair (float absolute difference over every pixel and channel), averaged
+    over the T - 1 pairs; 1.0 for a static video (and for a one-frame video, which has no pair to differ).
+    """
+    if video.shape[0] < 2:
+        return 1.0
+    v = video.float()
+    mae = (v[1:] - v[:-1]).abs().flatten(1).mean(1)
+    return float((255.0 - mae.double().mean().item()) / 255.0)
 
 
 def blend_interpolator(a: Tensor, b: Tensor) -> Tensor:
@@ -229,6 +260,80 @@ class RaftTorchvisionFlow:
         b1 = F.pad(b, pad, mode="replicate").to(self.device) / 127.5 - 1.0
         flow = self.model(a1, b1, num_flow_updates=self.iters)[-1]
         return flow[..., pad[2] : pad[2] + h, pad[0] : pad[0] + w].cpu()
+
+
+# Where the network code of AMT-S and MUSIQ comes from: packages installed without their dependencies
+# (requirements/eval-nodeps.txt; docs/evaluation.md says why).
+NODEPS_INSTALL = "pip install --no-deps -r requirements/eval-nodeps.txt"
+
+
+def amt_s_network() -> type[nn.Module]:
+    """The AMT-S network class (``Model``) from the vbench package's copy of AMT (``networks/AMT-S.py``)."""
+    with eval_extra_imports("motion smoothness (AMT-S)", "the vbench package (AMT's network code) and decord",
+                            hint=f"; install with {NODEPS_INSTALL}"):
+        # The module file name has a hyphen, so it is imported by name; vbench's package __init__ needs decord.
+        return importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model
+
+
+class AMTInterpolator:
+    """VBench's AMT-S frame interpolation: ``(a, b)`` -> the frame halfway between them.
+
+    As ``vbench/motion_smoothness.py`` calls it: frames (1, 3, H, W) float in [0, 1], padded to multiples of
+    16 by border replication (AMT's ``InputPadder``), ``embt = 0.5``, ``scale_factor = 1`` (VBench lowers it
+    only when a frame would not fit in GPU memory: above about 5 megapixels per frame on an 80 GB GPU), the
+    network's ``eval=True`` output ``imgt_pred`` (already clamped to [0, 1]), cropped back. Frames under
+    128 px are padded up to 128 (smaller ones give NaN).
+
+    Args:
+        model: an AMT-S ``Model`` (:func:`amt_s_network`) with its weights loaded.
+    """
+
+    multiple = 16
+    min_side = 128
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", scale_factor: float = 1.0) -> None:
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.scale_factor = scale_factor
+        self.embt = torch.full((1, 1, 1, 1), 0.5, device=self.device)
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> AMTInterpolator:
+        """Build AMT-S with VBench's ``AMT-S.yaml`` parameters and load ``amt-s.pth`` (``{"state_dict": ...}``)."""
+        model = amt_s_network()(corr_radius=3, corr_lvls=4, num_flows=3)
+        with strict_weights_load(path, "an AMT-S checkpoint ({'state_dict': <AMT-S weights>})"):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(ckpt["state_dict"])
+        return cls(model, device)
+
+    @torch.no_grad()
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor:
+        h, w = a.shape[-2:]
+        # AMT-S gives NaN under 128 px per side (its 1/16-scale encoder and 4-level correlation pyramid run
+        # out of pixels; VBench fails on such frames): smaller frames (test sizes only) are border-padded up
+        # to 128, as for RAFT.
+        ph = max(self.min_side, h + (-h) % self.multiple) - h
+        pw = max(self.min_side, w + (-w) % self.multiple) - w
+        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        a1 = F.pad(a.float(), pad, mode="replicate").to(self.device)
+        b1 = F.pad(b.float(), pad, mode="replicate").to(self.device)
+        out = self.model(a1, b1, self.embt, scale_factor=self.scale_factor, eval=True)["imgt_pred"]
+        return out[..., pad[2] : pad[2] + h, pad[0] : pad[0] + w].cpu()
+
+
+def load_musiq(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """pyiqa's MUSIQ (VBench's ``MUSIQ(pretrained_model_path=...)``: the SPAQ checkpoint, one output) from a
+    local file: built with ``pretrained=False`` (nothing downloads), the state dict loaded strictly with
+    ``weights_only=True`` (pyiqa's own loader unpickles arbitrary objects)."""
+    with eval_extra_imports("imaging quality (MUSIQ)", "the pyiqa package", hint=f"; install with {NODEPS_INSTALL}"):
+        from pyiqa.archs.musiq_arch import MUSIQ
+    model = MUSIQ(pretrained=False)
+    with strict_weights_load(path, "a MUSIQ (SPAQ) state dict"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})  # as pyiqa's clean_state_dict
+    # eval(): MUSIQ preprocesses (multi-scale patches) only when not training; its dropout rates are 0,
+    # so this equals VBench's `model.training = False`.
+    return model.eval().to(device)
 
 
 class LaionAestheticHead(nn.Module):
@@ -326,6 +431,10 @@ class VBenchDimension:
     def report_name(self) -> str:
         return self.name
 
+    def check_available(self) -> None:
+        """Resolve the files and imports the models need, without building them (cheap: runs before any
+        video is generated). Raises MissingWeightsError / MetricUnavailable naming what is missing."""
+
     def score_video(self, video: Tensor) -> float:
         raise NotImplementedError
 
@@ -350,6 +459,10 @@ class _EmbeddingConsistency(VBenchDimension):
         super().__init__(**kw)
         self.weights_path, self.sha256, self.weights_root = weights_path, sha256, weights_root
         self._embedder = embedder
+
+    def check_available(self) -> None:
+        if self._embedder is None:
+            resolve_weights(self.weights_key, self.weights_path, self.sha256, self.weights_root)
 
     @property
     def embedder(self) -> ImageEmbedder:
@@ -381,32 +494,66 @@ class BackgroundConsistency(_EmbeddingConsistency):
 
 
 class MotionSmoothness(VBenchDimension):
-    """Frame-interpolation smoothness. ``interpolator``: a callable (e.g. a wrapped AMT-S) or ``"blend"``.
+    """Frame-interpolation smoothness (module docstring).
 
-    With no interpolator the metric is skipped: VBench's AMT-S model is not bundled.
+    Args:
+        interpolator: ``"amt"`` (VBench's AMT-S from ``amt-s.pth``), ``"blend"`` (the documented
+            neighbour-average baseline, reported as ``motion_smoothness_blend``), a callable
+            :data:`Interpolator`, or None (the metric is skipped with a message).
+        weights_path, sha256, weights_root: the ``amt-s.pth`` file (see :mod:`ex4d.metrics.weights`).
     """
 
     name = "motion_smoothness"
 
-    def __init__(self, interpolator: Interpolator | str | None = None, **kw) -> None:
+    def __init__(self, interpolator: Interpolator | str | None = "amt", weights_path=None, sha256=None, weights_root=None,
+                 **kw) -> None:
         super().__init__(**kw)
-        if isinstance(interpolator, str) and interpolator != "blend":
-            raise InputError(f"motion_smoothness.interpolator must be a callable, 'blend' or None, got {interpolator!r}")
+        if isinstance(interpolator, str) and interpolator not in ("amt", "blend"):
+            raise InputError(f"motion_smoothness.interpolator must be 'amt', 'blend', a callable or None, got {interpolator!r}")
         self.interpolator = interpolator
+        self.weights_path, self.sha256, self.weights_root = weights_path, sha256, weights_root
+        self._interp: Interpolator | None = None if isinstance(interpolator, str) else interpolator
 
     @property
     def report_name(self) -> str:
         return "motion_smoothness_blend" if self.interpolator == "blend" else self.name
 
-    def score_video(self, video: Tensor) -> float:
+    def _unavailable(self) -> MetricUnavailable:
+        return MetricUnavailable(
+            "motion smoothness has no frame interpolator (interpolator=null): set metrics.motion_smoothness."
+            "interpolator=amt (VBench's AMT-S, amt-s.pth) or 'blend' (the neighbour-average baseline)"
+        )
+
+    def check_available(self) -> None:
         if self.interpolator is None:
-            raise MetricUnavailable(
-                "motion smoothness needs VBench's AMT-S frame interpolator (amt-s.pth from "
-                "https://huggingface.co/lalala125/AMT, plus the AMT network code), which is not bundled; pass "
-                "interpolator=<callable>, or interpolator='blend' for the documented neighbour-average baseline"
-            )
-        fn = blend_interpolator if self.interpolator == "blend" else self.interpolator
-        return motion_smoothness_score(video, fn)
+            raise self._unavailable()
+        if self.interpolator == "amt" and self._interp is None:
+            resolve_weights("amt_s", self.weights_path, self.sha256, self.weights_root)
+            amt_s_network()
+
+    @property
+    def interp(self) -> Interpolator:
+        if self._interp is None:
+            if self.interpolator is None:
+                raise self._unavailable()
+            if self.interpolator == "blend":
+                self._interp = blend_interpolator
+            else:
+                path = resolve_weights("amt_s", self.weights_path, self.sha256, self.weights_root)
+                self._interp = AMTInterpolator.from_file(path, self.device)
+        return self._interp
+
+    def score_video(self, video: Tensor) -> float:
+        return motion_smoothness_score(video, self.interp)
+
+
+class TemporalFlickering(VBenchDimension):
+    """VBench's temporal flickering (no network; module docstring)."""
+
+    name = "temporal_flickering"
+
+    def score_video(self, video: Tensor) -> float:
+        return temporal_flickering_score(video)
 
 
 class DynamicDegree(VBenchDimension):
@@ -432,6 +579,12 @@ class DynamicDegree(VBenchDimension):
     @property
     def report_name(self) -> str:
         return "dynamic_degree_dis" if self.flow_choice == "dis" else self.name
+
+    def check_available(self) -> None:
+        if self._flow is None and self.flow_choice == "raft":
+            resolve_weights("raft_large", self.weights_path, self.sha256, self.weights_root)
+            with eval_extra_imports("dynamic degree with RAFT", "torchvision", hint="; or use flow='dis' (OpenCV DIS fallback)"):
+                from torchvision.models.optical_flow import raft_large  # noqa: F401
 
     @property
     def flow(self) -> FlowModel:
@@ -479,6 +632,12 @@ class AestheticQuality(VBenchDimension):
         self.clip_sha256, self.head_sha256, self.weights_root = clip_sha256, head_sha256, weights_root
         self._embedder, self._head = embedder, head
 
+    def check_available(self) -> None:
+        if self._head is None:
+            resolve_weights("laion_aesthetic", self.head_path, self.head_sha256, self.weights_root)
+        if self._embedder is None:
+            resolve_weights("clip_vitl14", self.clip_path, self.clip_sha256, self.weights_root)
+
     @property
     def models(self) -> tuple[ImageEmbedder, nn.Module]:
         if self._head is None:
@@ -507,7 +666,7 @@ def musiq_preprocess(frame: Tensor, max_side: int = 512) -> Tensor:
 
 
 class ImagingQuality(VBenchDimension):
-    """MUSIQ (SPAQ) per frame, / 100. Needs the ``pyiqa`` package, or an injected ``scorer``."""
+    """MUSIQ (SPAQ) per frame, / 100 (:func:`load_musiq`: the ``pyiqa`` package's network), or an injected ``scorer``."""
 
     name = "imaging_quality"
 
@@ -516,20 +675,17 @@ class ImagingQuality(VBenchDimension):
         self.weights_path, self.sha256, self.weights_root = weights_path, sha256, weights_root
         self._scorer = scorer
 
+    def check_available(self) -> None:
+        if self._scorer is None:
+            resolve_weights("musiq_spaq", self.weights_path, self.sha256, self.weights_root)
+            with eval_extra_imports("imaging quality (MUSIQ)", "the pyiqa package", hint=f"; install with {NODEPS_INSTALL}"):
+                from pyiqa.archs.musiq_arch import MUSIQ  # noqa: F401
+
     @property
     def scorer(self) -> QualityScorer:
         if self._scorer is None:
             path = resolve_weights("musiq_spaq", self.weights_path, self.sha256, self.weights_root)
-            try:
-                from pyiqa.archs.musiq_arch import MUSIQ
-            except Exception as e:
-                raise MetricUnavailable(
-                    f"imaging quality needs the pyiqa package (MUSIQ network; pyiqa==0.1.16 with a torchvision "
-                    f"matching torch) to load {path}: {e}"
-                ) from e
-            model = MUSIQ(pretrained_model_path=str(path)).to(self.device).eval()
-            model.training = False
-            self._scorer = model
+            self._scorer = load_musiq(path, self.device)
         return self._scorer
 
     @torch.no_grad()
@@ -539,9 +695,22 @@ class ImagingQuality(VBenchDimension):
         return float(np.mean(scores) / 100.0)
 
 
+# VBench's quality dimensions and their leaderboard constants (Vchitect/VBench scripts/constant.py:
+# QUALITY_LIST, NORMALIZE_DIC as (min, max), DIM_WEIGHT).
+QUALITY_NORMALIZE = {
+    "subject_consistency": (0.1462, 1.0),
+    "background_consistency": (0.2615, 1.0),
+    "temporal_flickering": (0.6293, 1.0),
+    "motion_smoothness": (0.706, 0.9975),
+    "aesthetic_quality": (0.0, 1.0),
+    "imaging_quality": (0.0, 1.0),
+    "dynamic_degree": (0.0, 1.0),
+}
+QUALITY_WEIGHT = {**{k: 1.0 for k in QUALITY_NORMALIZE}, "dynamic_degree": 0.5}
 DIMENSIONS = (
     "subject_consistency",
     "background_consistency",
+    "temporal_flickering",
     "motion_smoothness",
     "dynamic_degree",
     "aesthetic_quality",
@@ -549,17 +718,65 @@ DIMENSIONS = (
 )
 
 
+def vbench_quality_score(scores: Mapping[str, float]) -> float:
+    """VBench's leaderboard Quality Score from the seven quality-dimension scores (each in [0, 1]).
+
+    ``sum_k w_k (s_k - min_k) / (max_k - min_k) / sum_k w_k`` with VBench's constants (module docstring).
+    Missing dimensions are an error (VBench's script counts a missing one as 0; we refuse to).
+    """
+    missing = [k for k in QUALITY_NORMALIZE if k not in scores]
+    if missing:
+        raise InputError(f"vbench_quality needs every quality dimension; missing {missing}")
+    total = sum(QUALITY_WEIGHT[k] * (float(scores[k]) - lo) / (hi - lo) for k, (lo, hi) in QUALITY_NORMALIZE.items())
+    return total / sum(QUALITY_WEIGHT.values())
+
+
+class VBenchQuality:
+    """The aggregate of the quality dimensions (:func:`vbench_quality_score`), per video and over the set.
+
+    The score is linear in the dimension scores, so the set score (VBench: from the set-level dimension
+    means) equals the mean of the per-video scores; the interval bootstraps those.
+    """
+
+    name = "vbench_quality"
+    dimensions = tuple(QUALITY_NORMALIZE)
+
+    def __init__(self, n_boot: int = 1000, seed: int = 0) -> None:
+        self.n_boot = n_boot
+        self.seed = seed
+
+    def __call__(self, per_video: Mapping[str, Sequence[float]], name: str | None = None) -> DimensionResult:
+        """``per_video``: each quality dimension's per-video scores, same video order and count."""
+        missing = [k for k in self.dimensions if k not in per_video]
+        if missing:
+            raise InputError(f"vbench_quality needs every quality dimension; missing {missing}")
+        counts = {len(per_video[k]) for k in self.dimensions}
+        if len(counts) != 1 or 0 in counts:
+            raise InputError(f"vbench_quality: the dimensions scored different numbers of videos ({sorted(counts)})")
+        n = counts.pop()
+        scores = [vbench_quality_score({k: per_video[k][i] for k in self.dimensions}) for i in range(n)]
+        return DimensionResult(name or self.name, bootstrap_mean(scores, self.n_boot, seed=self.seed), scores)
+
+
 def run_vbench(dimensions: Sequence[VBenchDimension], videos: Sequence[Tensor | np.ndarray], names: Sequence[str] | None = None) -> dict:
     """Run each dimension on the generated videos; missing weights skip that dimension (logged).
 
     Returns:
         ``{report_name: DimensionResult | Skipped}``, plus ``"vbench_aq"`` (the aesthetic-quality result,
-        labelled the likely paper-comparable score) when aesthetic quality ran or was skipped.
+        labelled the likely paper-comparable score) when aesthetic quality ran or was skipped, and
+        ``"vbench_quality"`` when all seven quality dimensions ran with their VBench models (not with the
+        blend / DIS stand-ins).
     """
     out: dict = {}
+    by_name: dict[str, DimensionResult] = {}
     for dim in dimensions:
         out[dim.report_name] = run_or_skip(dim.report_name, dim, videos, names)
         if dim.name == "aesthetic_quality":
             res = out[dim.report_name]
             out["vbench_aq"] = res if isinstance(res, Skipped) else DimensionResult("vbench_aq", res.score, res.per_video)
+        if dim.report_name == dim.name and isinstance(out[dim.name], DimensionResult):
+            by_name[dim.name] = out[dim.name]
+    if all(k in by_name for k in VBenchQuality.dimensions):
+        n_boot, seed = dimensions[0].n_boot, dimensions[0].seed
+        out["vbench_quality"] = VBenchQuality(n_boot, seed)({k: by_name[k].per_video for k in VBenchQuality.dimensions})
     return out

@@ -7,9 +7,11 @@ Steps:
    ``<generation_root>/<fingerprint>/<id>/output.mp4``, where the fingerprint hashes every setting that
    changes the pixels, so a rerun skips finished videos and a changed setting starts a fresh folder; or
    ``generated_dir=`` (another method's outputs), matched to sources by file stem.
-3. Metrics (the benchmark's list; objects from the ``metrics`` group): first each metric's weights are
-   loaded (a missing file skips that metric with the message naming it, never a silent zero), then every
-   (generated, source) pair is read once and streamed through all metrics.
+3. Metrics (the benchmark's list; objects from the ``metrics`` group): before anything is generated, each
+   metric's weight files (sha256-checked) and packages are looked up; a requested metric that cannot run
+   stops the run with one line naming it and the fix (exit status 3), unless ``allow_skip=true``, which
+   reports it as skipped (never a silent zero). After generation the models load, then every (generated,
+   source) pair is read once and streamed through all metrics.
 4. ``results.json``, ``table.md`` / ``table.tex`` (the paper's Table 1 layout, ours next to the paper's
    rows, every number of ours with N and a bootstrap interval), ``per_video.csv``; the numbers and the
    table are logged to the configured logger (W&B or CSV) when there is one.
@@ -29,6 +31,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +46,9 @@ from ex4d.io.video import read_video, resize_frames
 from ex4d.metrics import FIDKID, FVD, ImageMetrics, bootstrap_mean, camera_following, summarize_camera_following
 from ex4d.metrics.image import psnr_video, ssim_video
 from ex4d.metrics.report import metrics_table, table1
-from ex4d.metrics.vbench import MotionSmoothness, VBenchDimension
+from ex4d.metrics.vbench import VBenchDimension, VBenchQuality
 from ex4d.metrics.video import as_video
-from ex4d.metrics.weights import Skipped, run_or_skip
+from ex4d.metrics.weights import METRIC_WEIGHTS, Skipped, resolve_counter, resolved_weights, run_or_skip
 from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, staged_outputs, write_json
 from ex4d.runners.validate import check_evaluate_config
 from ex4d.utils.device import resolve_device
@@ -54,7 +57,7 @@ from ex4d.utils.errors import InputError, MissingWeightsError
 log = logging.getLogger("ex4d.evaluate")
 
 # Attributes through which the metric classes load their models lazily (touching one loads or raises).
-_LAZY_MODELS = ("extractor", "detector", "embedder", "models", "scorer", "flow")
+_LAZY_MODELS = ("extractor", "detector", "embedder", "models", "scorer", "flow", "interp")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,8 +260,9 @@ class _CameraFollowing:
         r = self.fn(gen, ctx["K"], ctx["w2c"])
         self.results.append(r)
         return {"camera_rotation_error_deg": r.mean_error_deg, "camera_following_ratio": r.following_ratio,
+                "camera_translation_error_deg": r.mean_translation_error_deg,
                 "camera_final_yaw_est_deg": r.final_yaw_est_deg, "camera_final_yaw_req_deg": r.final_yaw_req_deg,
-                "camera_failed_frames": r.n_failed}
+                "camera_failed_frames": r.n_failed, "camera_translation_frames": r.n_translation}
 
     def finish(self) -> dict:
         s = summarize_camera_following(self.results, self.n_boot, self.seed)
@@ -270,6 +274,15 @@ class _CameraFollowing:
             else:
                 out[name] = {"failed": True, "reason": f"the camera rotation could not be estimated on any of the {n} "
                                                        "videos (too few feature matches)"}
+        no_t = s["n_videos_without_translation"]
+        if "translation_error_deg" in s:
+            out["camera_translation_error_deg"] = _entry(
+                s["translation_error_deg"], "translation direction (scale is unobservable)"
+                + (f"; {no_t} of {n} videos without a translation estimate" if no_t else ""))
+        else:
+            out["camera_translation_error_deg"] = {
+                "failed": True, "reason": f"no translation direction could be estimated on any of the {n} videos "
+                                          "(rotation-only fits, too few matches, or a path without translation)"}
         return out
 
 
@@ -300,48 +313,172 @@ class _ImagePairs:
         return out
 
 
+class _VBenchQuality:
+    """VBench's Quality Score from the dimension accumulators' per-video scores (computed at the end)."""
+
+    def __init__(self, name: str, metric: VBenchQuality, dims: dict[str, _Dimension]):
+        self.name, self.metric, self.dims = name, metric, dims
+        stand_ins = [d.metric.report_name for d in dims.values() if d.metric.report_name != d.metric.name]
+        # Over a stand-in (blend interpolator, DIS flow) it is not VBench's number: a name that says so.
+        self.report_name = "vbench_quality_nonstandard" if stand_ins else "vbench_quality"
+        self.note = f"with stand-ins {stand_ins}: not VBench's score" if stand_ins else (
+            "VBench leaderboard Quality Score over " + ", ".join(VBenchQuality.dimensions))
+
+    def update(self, vid, gen, src, ctx) -> dict:
+        return {}
+
+    def finish(self) -> dict:
+        res = self.metric({k: d.scores for k, d in self.dims.items()}, self.report_name)
+        return {self.report_name: {**_entry(res.score, self.note), "per_video": res.per_video}}
+
+
 def _load_models(metric) -> None:
     """Touch a metric's lazily loaded models so a missing weights file shows up before any video is read."""
     for attr in _LAZY_MODELS:
         if isinstance(getattr(type(metric), attr, None), property):
             getattr(metric, attr)
-    if isinstance(metric, MotionSmoothness) and metric.interpolator is None:
-        metric.score_video(torch.zeros(3, 8, 8, 3, dtype=torch.uint8))  # raises MetricUnavailable: no interpolator
 
 
 def _is_camera_following(obj) -> bool:
     return isinstance(obj, functools.partial) and obj.func is camera_following
 
 
-def build_metrics(cfg: DictConfig, names: list[str], have_targets: bool) -> tuple[dict, dict]:
-    """(accumulators by metric name, {metric name: {reported name: skip}}); models load here (missing -> skipped)."""
+def instantiate_metrics(cfg: DictConfig, names: list[str]) -> dict:
+    """The benchmark's metric objects by name (construction loads nothing); checks the combinations."""
     device = resolve_device(cfg.metrics_device, "metrics_device")
-    accs: dict = {}
-    skipped: dict = {}
+    objs = {}
     for name in names:
         node = cfg.metrics[name]
-        kwargs = {"device": str(device)} if _accepts_device(node) else {}
-        obj = instantiate(node, **kwargs)
+        obj = instantiate(node, **({"device": str(device)} if _accepts_device(node) else {}))
+        if not (_is_camera_following(obj) or isinstance(obj, (ImageMetrics, FIDKID, FVD, VBenchDimension, VBenchQuality))):
+            raise InputError(f"metrics.{name}: {type(obj).__name__} is not a metric the evaluation knows how to run")
+        objs[name] = obj
+    for name, obj in objs.items():
+        if isinstance(obj, VBenchQuality):
+            have = {o.name for n, o in objs.items() if isinstance(o, VBenchDimension) and names.index(n) < names.index(name)}
+            missing = [d for d in obj.dimensions if d not in have]
+            if missing:
+                raise InputError(f"benchmark.metrics: {name} aggregates {list(obj.dimensions)}; list {missing} before it")
+    return objs
+
+
+def _reported_keys(name: str, obj) -> list[str]:
+    """The result keys a metric reports (so a skip fills each of them)."""
+    if isinstance(obj, FIDKID):
+        return ["fid", "kid"]
+    if isinstance(obj, ImageMetrics):
+        return ["psnr", "ssim", "lpips"]
+    if _is_camera_following(obj):
+        return ["camera_rotation_error_deg", "camera_following_ratio", "camera_translation_error_deg"]
+    report = getattr(obj, "report_name", None) or getattr(obj, "name", name)
+    return [report] + (["vbench_aq"] if report == "aesthetic_quality" else [])
+
+
+def preflight_metrics(objs: dict, have_targets: bool) -> dict[str, Skipped]:
+    """Which requested metrics cannot run, before anything is generated: each one's weight files (checked)
+    and packages are looked up without building its networks. Returns ``{metric name: Skipped}``; metrics
+    that do not apply (image metrics without ground-truth targets) are not in it."""
+    skipped: dict[str, Skipped] = {}
+    for name, obj in objs.items():
+        if isinstance(obj, VBenchQuality):
+            continue
+        if isinstance(obj, ImageMetrics) and not have_targets:
+            continue
+        check = getattr(obj, "check_available", None)
+        if check is not None:
+            try:
+                check()
+            except MissingWeightsError as e:  # logged by fail_unless_allowed (or in its one-line error)
+                skipped[name] = Skipped(name, str(e))
+    for name, obj in objs.items():  # an aggregate cannot run without all of its dimensions
+        if isinstance(obj, VBenchQuality):
+            lost = [n for n, o in objs.items() if n in skipped and getattr(o, "name", None) in obj.dimensions]
+            if lost:
+                skipped[name] = Skipped(name, f"needs {lost}, which cannot run")
+    return skipped
+
+
+def _short(reason: str) -> str:
+    """A skip reason in a few words for the one-line error: the missing / mismatching file's name, else the
+    reason's first clause (at most 200 characters)."""
+    m = re.match(r"(missing weights file|sha256 mismatch[^:]*): (\S+)", reason)
+    if m:
+        what = "missing" if m.group(1).startswith("missing") else "sha256 mismatch:"
+        return f"{what} {Path(m.group(2)).name}"
+    head = reason.split(". ")[0].split(" (pip install")[0].split(": pip install")[0]
+    return head if len(head) <= 200 else head[:197] + "..."
+
+
+def fail_unless_allowed(cfg: DictConfig, skipped: dict[str, Skipped], when: str) -> None:
+    """A requested metric that cannot run fails the run (MissingWeightsError: one line, exit status 3) unless
+    ``allow_skip=true``, which reports it as skipped."""
+    if not skipped:
+        return
+    if cfg.get("allow_skip", False):
+        for s in skipped.values():
+            log.warning("%s", s)
+        log.warning("allow_skip=true: reporting %d metric(s) as skipped: %s", len(skipped), ", ".join(skipped))
+        return
+    files = sorted({k for k, w in METRIC_WEIGHTS.items() for s in skipped.values()
+                    if not w.package and f"/{w.filename}" in s.reason})
+    fix = []
+    if files:
+        fix.append(f"python tools/download_weights.py --metrics --metric-keys {','.join(files)} "
+                   f"--local-dir {cfg.paths.weights_dir}")
+    if any("pip install" in s.reason for s in skipped.values()):
+        fix.append("pip install -e '.[eval]' && pip install --no-deps -r requirements/eval-nodeps.txt")
+    fix += ["or drop them from benchmark.metrics", "or pass allow_skip=true to report them as skipped"]
+    grouped: dict[str, list[str]] = {}  # metrics that lack the same thing are named together
+    for n, s in skipped.items():
+        grouped.setdefault(_short(s.reason), []).append(n)
+    raise MissingWeightsError(
+        f"{len(skipped)} requested metric(s) cannot run {when}: "
+        + "; ".join(f"{', '.join(ns)} ({why})" for why, ns in grouped.items())
+        + ". Fix: " + "; ".join(fix)
+    )
+
+
+def build_metrics(cfg: DictConfig, objs: dict, have_targets: bool, preflight: dict[str, Skipped]) -> tuple[dict, dict]:
+    """(accumulators by metric name, {metric name: {reported key: skip entry}}): models load here; metrics
+    that the preflight found unavailable (``allow_skip=true``) and new failures to load are skipped."""
+    accs: dict = {}
+    skipped: dict = {}
+    failed: dict[str, Skipped] = {}
+    for name, obj in objs.items():
+        if name in preflight:
+            skipped[name] = {k: preflight[name].to_dict() for k in _reported_keys(name, obj)}
+            continue
         if _is_camera_following(obj):
             accs[name] = _CameraFollowing(name, obj, int(cfg.n_boot), int(cfg.seed))
             continue
         if isinstance(obj, ImageMetrics):
             if not have_targets:
-                reason = "the benchmark set lists no ground-truth `target` videos"
-                skipped[name] = {k: Skipped(k, reason).to_dict() for k in ("psnr", "ssim", "lpips")}
+                reason = "the benchmark set lists no ground-truth `target` videos (not applicable)"
+                skipped[name] = {k: {**Skipped(k, reason).to_dict(), "not_applicable": True} for k in ("psnr", "ssim", "lpips")}
                 continue
             lp = run_or_skip("lpips", lambda m=obj: m.lpips_model) if obj.use_lpips else None
+            if isinstance(lp, Skipped):
+                failed[name] = lp
             accs[name] = _ImagePairs(name, obj, lp if isinstance(lp, Skipped) else None)
             continue
-        if not isinstance(obj, (FIDKID, FVD, VBenchDimension)):
-            raise InputError(f"metrics.{name}: {type(obj).__name__} is not a metric the evaluation knows how to run")
+        if isinstance(obj, VBenchQuality):
+            dims = {o.name: accs.get(n) for n, o in objs.items() if isinstance(o, VBenchDimension) and o.name in obj.dimensions}
+            lost = [d for d, acc in dims.items() if acc is None]
+            if lost:
+                s = Skipped(name, f"needs {lost}, which could not run")
+                failed.setdefault(name, s)
+                skipped[name] = {"vbench_quality": s.to_dict()}
+                continue
+            accs[name] = _VBenchQuality(name, obj, dims)
+            continue
         report = "fid" if isinstance(obj, FIDKID) else getattr(obj, "report_name", name)
         res = run_or_skip(report, _load_models, obj)
         if isinstance(res, Skipped):
-            keys = ["fid", "kid"] if isinstance(obj, FIDKID) else [report] + (["vbench_aq"] if report == "aesthetic_quality" else [])
-            skipped[name] = {k: res.to_dict() for k in keys}
+            failed[name] = res
+            skipped[name] = {k: res.to_dict() for k in _reported_keys(name, obj)}
             continue
         accs[name] = _SetLevel(name, obj) if isinstance(obj, (FIDKID, FVD)) else _Dimension(name, obj)
+    fail_unless_allowed(cfg, failed, "(loading their models)")
     return accs, skipped
 
 
@@ -478,10 +615,23 @@ def run_evaluate(cfg: DictConfig) -> dict:
     check_sources(cfg, videos)
     log.info("benchmark %s, set %s: %d source videos", bench.name, dataset.name, len(videos))
 
+    have_targets = [v.target is not None for v in videos]
+    if any(have_targets) and not all(have_targets):
+        raise InputError(f"the benchmark set lists ground-truth targets for {sum(have_targets)} of {len(videos)} videos; "
+                         "list one for every video or for none")
+    generated = match_generated(cfg.generated_dir, videos) if cfg.generated_dir else None
+    # Cheap checks before expensive ones: a requested metric that cannot run fails the run before generation.
+    allow_skip = cfg.get("allow_skip", False)
+    if not isinstance(allow_skip, bool):
+        raise InputError(f"allow_skip must be true or false, got {allow_skip!r}")
+    weights_mark = resolve_counter()
+    metric_objs = instantiate_metrics(cfg, names)
+    unavailable = preflight_metrics(metric_objs, all(have_targets))
+    fail_unless_allowed(cfg, unavailable, "(missing weights files or packages)")
+
     model = instantiate(cfg.model)
     test_only = bool(getattr(model, "is_tiny", False)) and not cfg.generated_dir
-    if cfg.generated_dir:
-        generated = match_generated(cfg.generated_dir, videos)
+    if generated is not None:
         gen_info = {"dir": str(Path(cfg.generated_dir).expanduser()), "external": True}
         # <id>/output.mp4 folders may be ours (with cameras.json: the exact requested path for camera-following)
         gen_dirs = {i: (p.parent if p.name == "output.mp4" else None) for i, p in generated.items()}
@@ -495,12 +645,8 @@ def run_evaluate(cfg: DictConfig) -> dict:
         method = cfg.method or ("ours (TEST ONLY: random tiny model)" if test_only
                                 else f"ours ({Path(ck).name if ck else 'untrained adapter'})")
 
-    have_targets = [v.target is not None for v in videos]
-    if any(have_targets) and not all(have_targets):
-        raise InputError(f"the benchmark set lists ground-truth targets for {sum(have_targets)} of {len(videos)} videos; "
-                         "list one for every video or for none")
     with clock.stage("metrics"):
-        accs, skipped = build_metrics(cfg, names, all(have_targets))
+        accs, skipped = build_metrics(cfg, metric_objs, all(have_targets), unavailable)
         test_only = test_only or any(_uses_test_extractor(getattr(a, "metric", None)) for a in accs.values())
 
         rows = []
@@ -549,6 +695,9 @@ def run_evaluate(cfg: DictConfig) -> dict:
         "n_videos": len(videos),
         "generation": gen_info,
         "metrics": metrics,
+        "allow_skip": allow_skip,
+        "skipped": [n for n in names if n in skipped and not all(e.get("not_applicable") for e in skipped[n].values())],
+        "weights": resolved_weights(weights_mark),  # every metric file used: its sha256 and what it was checked against
         "table_columns": OmegaConf.to_container(bench.table, resolve=True),
     }
     table = table1([results], str(bench.name), results["table_columns"], title=str(bench.get("title", bench.name)))

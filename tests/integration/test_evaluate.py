@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 
 from ex4d.io.video import read_video, write_video
+from ex4d.metrics.vbench import vbench_quality_score
 from ex4d.runners.evaluate import run_evaluate
 from ex4d.utils.errors import InputError, MissingWeightsError
 from tests.conftest import CONF, ROOT
@@ -69,7 +70,7 @@ def test_metric_options_construct_without_weights(compose, tmp_path, option):
 def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
     out = tmp_path / "eval"
     args = [*TINY, "benchmark=extreme_90", "metrics=tiny", f"paths.weights_dir={tmp_path}/no_weights",
-            f"output_dir={out}", "n_boot=50", "logger=csv"]
+            f"output_dir={out}", "n_boot=50", "allow_skip=true", "logger=csv"]
     with caplog.at_level("WARNING"):
         res = run_evaluate(compose("evaluate", args))
     assert res["n_videos"] == 2 and res["test_only"] and res["generation"]["processed"] == 2
@@ -77,11 +78,16 @@ def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
     assert m["fid"]["n"] == 2 and np.isfinite(m["fid"]["value"]) and m["fid"]["ci_low"] <= m["fid"]["ci_high"]
     assert "TEST ONLY" in m["fid"]["note"] and m["kid"]["n"] == 2
     assert m["dynamic_degree_dis"]["n"] == 2 and m["motion_smoothness_blend"]["n"] == 2
-    # Missing weights: skipped with the file named, never a number.
+    assert m["temporal_flickering"]["n"] == 2 and 0 < m["temporal_flickering"]["value"] <= 1
+    assert {"camera_rotation_error_deg", "camera_translation_error_deg"} <= set(m)  # (noise videos: may fail to estimate)
+    # Missing weights with allow_skip=true: skipped with the file named, never a number.
     for k in ("fvd_first16", "fvd_windows", "subject_consistency", "vbench_aq", "imaging_quality"):
         assert m[k]["skipped"] and "no_weights/metrics/" in m[k]["reason"], k
     assert "i3d_torchscript.pt" in m["fvd_first16"]["reason"] and "i3d_torchscript.pt" in caplog.text
+    assert m["vbench_quality"]["skipped"] and "subject_consistency" in m["vbench_quality"]["reason"]
     assert m["psnr"]["skipped"] and "target" in m["psnr"]["reason"]
+    assert res["allow_skip"] is True and "image_metrics" not in res["skipped"]  # not applicable is not a skip
+    assert {"fvd_first16", "imaging_quality", "vbench_quality"} <= set(res["skipped"]) and "fid" not in res["skipped"]
     table = (out / "table.md").read_text()
     assert "TEST ONLY" in table and "| EX-4D (paper) | 55.42 | 823.61 | 0.450 |" in table
     assert "| **ours (TEST ONLY: random tiny model)** | " in table and "(N=2) | skipped | skipped |" in table
@@ -119,8 +125,11 @@ def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, ti
     (gen / "carphone_pristine").mkdir()  # our own layout works too
     write_video(gen / "carphone_pristine" / "output.mp4", tiny_sources["carphone_pristine"], fps=15, lossless=True)
     out = tmp_path / "eval"
+    # Only metrics that can run here: no allow_skip needed.
     res = run_evaluate(compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
-                                            f"output_dir={out}", "n_boot=20"]))
+                                            f"output_dir={out}", "n_boot=20",
+                                            "benchmark.metrics=[fid,temporal_flickering,camera_following]"]))
+    assert res["skipped"] == [] and res["allow_skip"] is False
     assert res["method"] == "copy of the input" and res["generation"]["external"]
     assert abs(res["metrics"]["fid"]["value"]) < 1e-3  # identical sets
     assert "| **copy of the input** | 0.00" in (out / "table.md").read_text()
@@ -132,7 +141,7 @@ def test_generated_and_source_sets_must_match(compose, tmp_path, tiny_sources):
     gen = tmp_path / "gen"
     gen.mkdir()
     write_video(gen / "bikes.mp4", tiny_sources["bikes"])
-    base = [*TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}"]
+    base = [*TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}", "allow_skip=true"]
     with pytest.raises(InputError, match=r"sets differ: 1 generated videos .* vs 2 source.*carphone_pristine"):
         run_evaluate(compose("evaluate", base))
     write_video(gen / "carphone_pristine.mp4", tiny_sources["carphone_pristine"][:4])
@@ -167,7 +176,29 @@ def test_manifest_with_a_wrong_hash_or_unreadable_source_fails_before_generating
 def test_missing_generator_weights_name_the_file(compose, tmp_path):
     with pytest.raises(MissingWeightsError, match=r"nowhere/adapter\.safetensors.*generated_dir"):
         run_evaluate(compose("evaluate", [*TINY, f"checkpoint={tmp_path}/nowhere/adapter.safetensors",
-                                          f"output_dir={tmp_path / 'o'}"]))
+                                          f"output_dir={tmp_path / 'o'}", "allow_skip=true"]))
+
+
+def test_a_requested_metric_that_cannot_run_fails_before_generating(compose, tmp_path):
+    base = [*TINY, "metrics=tiny", f"paths.weights_dir={tmp_path}/w", f"output_dir={tmp_path / 'o'}",
+            f"generation_root={tmp_path / 'videos'}"]
+    with pytest.raises(MissingWeightsError) as e:
+        run_evaluate(compose("evaluate", base + ["benchmark.metrics=[fid,fvd_first16,imaging_quality,motion_smoothness]"]))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("2 requested metric(s) cannot run (missing weights files or packages): ")
+    assert "fvd_first16 (missing i3d_torchscript.pt)" in msg and "imaging_quality (missing musiq_spaq_ckpt-358bb6af.pth)" in msg
+    assert "fid" not in msg.split("Fix:")[0].replace("fvd", "") and "motion_smoothness" not in msg  # stand-ins need nothing
+    assert f"--metric-keys i3d_styleganv,musiq_spaq --local-dir {tmp_path}/w" in msg and "allow_skip=true" in msg
+    assert not (tmp_path / "videos").exists()  # nothing was generated
+    # The aggregate names what it lacks; a list without its dimensions is a config error.
+    with pytest.raises(MissingWeightsError, match=r"vbench_quality \(needs \['subject_consistency'.*imaging_quality'\], which"):
+        run_evaluate(compose("evaluate", [*base, "benchmark.metrics=[subject_consistency,background_consistency,"
+                                          "temporal_flickering,motion_smoothness,dynamic_degree,aesthetic_quality,"
+                                          "imaging_quality,vbench_quality]"]))
+    with pytest.raises(InputError, match=r"vbench_quality aggregates .*list \['subject_consistency'"):
+        run_evaluate(compose("evaluate", [*base, "benchmark.metrics=[temporal_flickering,vbench_quality]"]))
+    with pytest.raises(InputError, match="allow_skip must be true or false"):
+        run_evaluate(compose("evaluate", [*base, "allow_skip=sometimes"]))
 
 
 @pytest.mark.slow
@@ -176,9 +207,58 @@ def test_cli_tiny_benchmark_writes_the_table(tmp_path):
     cmd = [sys.executable, "evaluate.py", "benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny",
            f"paths.output_dir={tmp_path}", f"paths.weights_dir={tmp_path}/no_weights"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # Without the metric weights: one line naming what cannot run and the fix, exit status 3, nothing generated.
+    assert r.returncode == 3, r.stderr[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]  # (the run's INFO log goes to stdout)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "requested metric(s) cannot run" in lines[0], lines
+    assert "fvd_first16, fvd_windows (missing i3d_torchscript.pt)" in lines[0] and "Traceback" not in r.stdout
+    assert "allow_skip=true" in lines[0] and not (tmp_path / "benchmark_videos").exists()
+    r = subprocess.run([*cmd, "allow_skip=true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (table,) = list((tmp_path / "evaluate").glob("*/table.md"))
     text = table.read_text()
     assert "| EX-4D (paper) | 55.42 | 823.61 | 0.450 |" in text and "ours (TEST ONLY: random tiny model)" in text
     res = json.loads((table.parent / "results.json").read_text())
     assert res["n_videos"] == 2 and res["metrics"]["fid"]["skipped"]
+
+
+def test_vbench_quality_from_the_seven_dimensions(compose, tmp_path, tiny_sources, monkeypatch):
+    """All seven quality dimensions with local weight files (tiny random models of the real classes; MUSIQ,
+    AMT-S and RAFT replaced by cheap stand-ins at load time to keep this fast) -> the aggregate under
+    VBench's name, equal to the leaderboard formula on the dimensions' set values."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, ViTConfig, ViTModel
+
+    import ex4d.metrics.vbench as vb
+
+    gen = tmp_path / "other_method"
+    gen.mkdir()
+    for vid, frames in tiny_sources.items():
+        write_video(gen / f"{vid}.mp4", frames, fps=15, lossless=True)
+    w = tmp_path / "w" / "metrics"
+    torch.manual_seed(0)
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=224)
+    ViTModel(ViTConfig(patch_size=16, **small), add_pooling_layer=False).save_pretrained(w / "dino-vitb16")
+    for name in ("clip-vit-base-patch32", "clip-vit-large-patch14"):
+        CLIPVisionModelWithProjection(CLIPVisionConfig(patch_size=32, projection_dim=768, **small)).save_pretrained(w / name)
+    torch.save({"weight": torch.zeros(1, 768), "bias": torch.tensor([6.0])}, w / "sa_0_4_vit_l_14_linear.pth")
+    for name in ("musiq_spaq_ckpt-358bb6af.pth", "amt-s.pth", "raft_large_C_T_V1-22a6c225.pth"):
+        (w / name).write_bytes(b"stand-in")
+    monkeypatch.setattr(vb, "load_musiq", lambda path, device="cpu": (lambda x: torch.tensor(70.0)))
+    monkeypatch.setattr(vb.AMTInterpolator, "from_file", classmethod(lambda cls, path, device="cpu": vb.blend_interpolator))
+    monkeypatch.setattr(vb, "RaftTorchvisionFlow", lambda path, device="cpu": vb.DISFlow())
+    dims = ["subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
+            "dynamic_degree", "aesthetic_quality", "imaging_quality"]
+    res = run_evaluate(compose("evaluate", [
+        *TINY, f"generated_dir={gen}", f"output_dir={tmp_path / 'o'}", f"paths.weights_dir={tmp_path / 'w'}", "n_boot=20",
+        f"benchmark.metrics=[{','.join(dims)},vbench_quality]", "metrics.imaging_quality.sha256=''",
+        "metrics.motion_smoothness.sha256=''", "metrics.dynamic_degree.sha256=''"]))
+    m = res["metrics"]
+    assert res["skipped"] == [] and all(m[d]["n"] == 2 for d in dims)
+    assert m["imaging_quality"]["value"] == pytest.approx(0.70) and m["aesthetic_quality"]["value"] == pytest.approx(0.60)
+    q = m["vbench_quality"]
+    assert q["n"] == 2 and len(q["per_video"]) == 2 and "Quality Score" in q["note"]
+    assert q["value"] == pytest.approx(vbench_quality_score({d: m[d]["value"] for d in dims}), abs=1e-9)
+    # every metric file used is recorded with its digest and what it was checked against
+    used = {v["key"]: v for v in res["weights"].values()}
+    assert {"dino_vitb16", "clip_vitb32", "clip_vitl14", "laion_aesthetic", "musiq_spaq", "amt_s", "raft_large"} <= set(used)
+    assert used["amt_s"]["check"] == "no check (sha256='')" and used["laion_aesthetic"]["check"].startswith("none:")

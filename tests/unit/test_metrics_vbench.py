@@ -11,7 +11,10 @@ from ex4d.metrics.vbench import (
     ImagingQuality,
     MotionSmoothness,
     RaftTorchvisionFlow,
+    QUALITY_NORMALIZE,
     SubjectConsistency,
+    TemporalFlickering,
+    VBenchQuality,
     clip_preprocess,
     consistency_score,
     dino_preprocess,
@@ -20,9 +23,10 @@ from ex4d.metrics.vbench import (
     musiq_preprocess,
     run_vbench,
     top5_flow_magnitude,
+    vbench_quality_score,
 )
 from ex4d.metrics.weights import Skipped
-from ex4d.utils.errors import InputError
+from ex4d.utils.errors import InputError, MissingWeightsError
 
 
 def textured(h=64, w=96, seed=0):
@@ -106,8 +110,86 @@ def test_motion_smoothness_formula():
     odd_frames = iter(video[1::2])
     oracle = lambda a, b: next(odd_frames).permute(2, 0, 1)[None].float() / 255  # noqa: E731
     assert MotionSmoothness(interpolator=oracle).score_video(video) == pytest.approx(1.0)
-    res = run_vbench([MotionSmoothness()], [static_video(5)])
-    assert isinstance(res["motion_smoothness"], Skipped) and "amt-s.pth" in res["motion_smoothness"].reason
+    res = run_vbench([MotionSmoothness(weights_root="/nonexistent")], [static_video(5)])  # default: AMT-S
+    assert isinstance(res["motion_smoothness"], Skipped) and "/nonexistent/metrics/amt-s.pth" in res["motion_smoothness"].reason
+    assert "lalala125/AMT" in res["motion_smoothness"].reason
+    res = run_vbench([MotionSmoothness(interpolator=None)], [static_video(5)])
+    assert "interpolator=amt" in res["motion_smoothness"].reason
+    with pytest.raises(InputError, match="interpolator"):
+        MotionSmoothness(interpolator="rife")
+
+
+def test_motion_smoothness_converts_like_vbench_truncating():
+    # VBench's tensor2img: (x * 255).clip(0, 255).astype(uint8), a truncation: 99.9 -> 99, not 100.
+    video = torch.full((3, 4, 4, 3), 100, dtype=torch.uint8)
+    almost = lambda a, b: torch.full_like(a, 99.9 / 255)  # noqa: E731
+    assert MotionSmoothness(interpolator=almost).score_video(video) == pytest.approx(254 / 255)
+
+
+def zero_amt_s():
+    """The real AMT-S class with every parameter 0: no flow, masks 0.5, no residual, so its prediction is the
+    average of the two frames (a known answer for the whole wrapper: padding, time 0.5, [0, 1] scaling)."""
+    from ex4d.metrics.vbench import amt_s_network
+
+    model = amt_s_network()(corr_radius=3, corr_lvls=4, num_flows=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model
+
+
+@pytest.fixture(scope="module")
+def amt_files(tmp_path_factory):
+    """amt-s.pth-shaped checkpoints ({"state_dict": ...}) of the real AMT-S class: all-zero and seeded random."""
+    from ex4d.metrics.vbench import amt_s_network
+
+    d = tmp_path_factory.mktemp("amt")
+    torch.save({"state_dict": zero_amt_s().state_dict()}, d / "amt-zero.pth")
+    torch.manual_seed(0)
+    torch.save({"state_dict": amt_s_network()(corr_radius=3, corr_lvls=4, num_flows=3).state_dict()}, d / "amt-random.pth")
+    return d
+
+
+@pytest.mark.slow  # AMT-S runs at 128x128 (its minimum): about a second per interpolated frame on 2 cores
+def test_motion_smoothness_amt_s_loads_vbench_network_from_a_local_file(amt_files, no_download):
+    from ex4d.metrics.vbench import AMTInterpolator, blend_interpolator, motion_smoothness_score
+
+    ms = MotionSmoothness(weights_path=amt_files / "amt-zero.pth", sha256="", n_boot=10)
+    ms.check_available()
+    assert ms.report_name == "motion_smoothness" and isinstance(ms.interp, AMTInterpolator)
+    assert type(ms.interp.model).__module__ == "vbench.third_party.amt.networks.AMT-S"
+    # Zero weights = neighbour average, through padding (36x52 -> 128x128) and cropping back.
+    a, b = torch.rand(1, 3, 36, 52), torch.rand(1, 3, 36, 52)
+    mid = ms.interp(a, b)
+    assert mid.shape == (1, 3, 36, 52)
+    torch.testing.assert_close(mid, (a + b) / 2, atol=1e-4, rtol=0)
+    # Sanity cases on a real clip: identical frames are (within VBench's truncation) perfectly smooth;
+    # the same frames shuffled are less smooth than in order.
+    clip = moving_video(3, shift=8, h=48, w=64)
+    assert ms.score_video(clip[[0, 0, 0]]) >= 1 - 1 / 255
+    in_order = ms.score_video(clip)
+    assert in_order == pytest.approx(motion_smoothness_score(clip, blend_interpolator), abs=2 / 255)
+    assert ms.score_video(clip[[0, 2, 1]]) < in_order - 0.01
+    # Random weights of the real class: a valid score.
+    assert 0.0 <= MotionSmoothness(weights_path=amt_files / "amt-random.pth", sha256="").score_video(clip) <= 1.0
+    torch.save({"state_dict": {"comb_block.0.weight": torch.zeros(1)}}, amt_files / "bad.pth")
+    with pytest.raises(InputError, match="not an AMT-S checkpoint"):
+        MotionSmoothness(weights_path=amt_files / "bad.pth", sha256="").interp
+    with pytest.raises(MissingWeightsError, match="sha256 mismatch"):
+        MotionSmoothness(weights_path=amt_files / "amt-zero.pth", sha256="deadbeef").check_available()
+
+
+def test_temporal_flickering_vbench_formula():
+    tf = TemporalFlickering(n_boot=20)
+    assert tf.score_video(static_video(4)) == 1.0
+    flicker = torch.tensor([0, 255, 0, 255], dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 8, 8, 3).contiguous()
+    assert tf.score_video(flicker) == 0.0
+    ramp = torch.tensor([0, 10, 30], dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 8, 8, 3).contiguous()
+    assert tf.score_video(ramp) == pytest.approx((255 - 15) / 255)  # pair MAEs 10 and 20
+    vid = moving_video(5)
+    res = tf([static_video(5), vid])
+    assert res.per_video[0] == 1.0 and res.per_video[1] < 1.0 and res.score.n == 2
+    tf.check_available()  # no weights, nothing to miss
 
 
 def test_dynamic_degree_params_and_rules():
@@ -169,6 +251,59 @@ def test_aesthetic_quality_is_vbench_aq(tiny_clip_dir, tmp_path):
     res = run_vbench([aq], [static_video(3), static_video(3, seed=2)])
     assert res["aesthetic_quality"].score.value == pytest.approx(0.45)  # head output 4.5, divided by 10
     assert res["vbench_aq"].name == "vbench_aq" and res["vbench_aq"].score.value == pytest.approx(0.45)
+
+
+@pytest.mark.slow  # MUSIQ scores 224- and 384-px rescales of every frame: about a second per frame on 2 cores
+def test_imaging_quality_loads_pyiqa_musiq_from_a_local_file(tmp_path, no_download):
+    from pyiqa.archs.musiq_arch import MUSIQ
+
+    torch.manual_seed(0)
+    path = tmp_path / "musiq-random.pth"
+    torch.save({"module." + k: v for k, v in MUSIQ(pretrained=False).state_dict().items()}, path)  # DataParallel keys
+    iq = ImagingQuality(weights_path=path, sha256="", n_boot=10)
+    iq.check_available()
+    assert isinstance(iq.scorer, MUSIQ) and not iq.scorer.training
+    saved = torch.load(path, weights_only=True)
+    torch.testing.assert_close(iq.scorer.state_dict()["head.weight"], saved["module.head.weight"])
+    frame = static_video(1, h=32, w=48)  # the tiny benchmark's size: MUSIQ's multi-scale patches cope
+    with torch.no_grad():
+        raw = float(iq.scorer(musiq_preprocess(frame[0])))
+    assert iq.score_video(frame) == pytest.approx(raw / 100, rel=1e-6)  # deterministic, / 100
+    torch.save({"head.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="not a MUSIQ"):
+        ImagingQuality(weights_path=tmp_path / "bad.pth", sha256="").scorer
+
+
+def test_vbench_quality_is_the_leaderboard_formula():
+    top = {k: hi for k, (lo, hi) in QUALITY_NORMALIZE.items()}
+    bottom = {k: lo for k, (lo, hi) in QUALITY_NORMALIZE.items()}
+    assert vbench_quality_score(top) == pytest.approx(1.0) and vbench_quality_score(bottom) == pytest.approx(0.0)
+    # Hand computation from Vchitect/VBench scripts/constant.py + cal_final_score.py (dynamic degree weighs 0.5):
+    s = {"subject_consistency": 0.9141, "background_consistency": 0.9747, "temporal_flickering": 0.9830,
+         "motion_smoothness": 0.9638, "dynamic_degree": 0.4972, "aesthetic_quality": 0.5494, "imaging_quality": 0.6190}
+    expected = ((0.9141 - 0.1462) / 0.8538 + (0.9747 - 0.2615) / 0.7385 + (0.9830 - 0.6293) / 0.3707
+                + (0.9638 - 0.706) / 0.2915 + 0.5 * 0.4972 + 0.5494 + 0.6190) / 6.5
+    assert vbench_quality_score(s) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(InputError, match="temporal_flickering"):
+        vbench_quality_score({k: v for k, v in s.items() if k != "temporal_flickering"})
+    per = {k: [v, top[k]] for k, v in s.items()}
+    res = VBenchQuality(n_boot=20)(per)
+    assert res.per_video == pytest.approx([expected, 1.0]) and res.score.value == pytest.approx((expected + 1) / 2)
+
+
+def test_run_vbench_aggregates_only_the_real_dimensions(tiny_dino_dir, tiny_clip_dir, tmp_path, amt_files):
+    head = tmp_path / "head.pth"
+    torch.save({"weight": torch.zeros(1, 768), "bias": torch.tensor([5.0])}, head)
+    const = lambda a, b: torch.zeros((1, 2, *a.shape[-2:]))  # noqa: E731
+    dims = [SubjectConsistency(weights_path=tiny_dino_dir, n_boot=10), BackgroundConsistency(weights_path=tiny_clip_dir, n_boot=10),
+            TemporalFlickering(n_boot=10), MotionSmoothness(interpolator=lambda a, b: (a + b) / 2, n_boot=10),
+            DynamicDegree(flow=const, fps=8.0, n_boot=10), AestheticQuality(clip_path=tiny_clip_dir, head_path=head, n_boot=10),
+            ImagingQuality(scorer=lambda x: torch.tensor(80.0), n_boot=10)]
+    res = run_vbench(dims, [static_video(3)])
+    q = res["vbench_quality"]
+    assert q.score.value == pytest.approx((1 + 1 + 1 + (1 - 0.706) / 0.2915 + 0 + 0.5 + 0.8) / 6.5)
+    dims[3] = MotionSmoothness(interpolator="blend")  # a stand-in: no aggregate under VBench's name
+    assert "vbench_quality" not in run_vbench(dims, [static_video(3)])
 
 
 def test_imaging_quality_scorer_and_missing_weights(tmp_path):

@@ -1,8 +1,10 @@
 """Local weights resolution, sha256 checks and skip-with-message (ex4d.metrics.weights)."""
 
 import hashlib
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +44,16 @@ def test_folder_hashes_its_member(tmp_path):
     assert resolve_weights("clip_vitb32", path=d, sha256=good) == d
     with pytest.raises(MissingWeightsError, match="sha256 mismatch"):
         resolve_weights("clip_vitb32", path=d, sha256="deadbeef")
+    old = tmp_path / "dino"  # a folder with only the pickled weights: that file is hashed
+    old.mkdir()
+    (old / "pytorch_model.bin").write_bytes(b"bin")
+    assert resolve_weights("dino_vitb16", path=old) == old
+    from ex4d.metrics.weights import resolved_weights
+
+    assert resolved_weights()[str(old / "pytorch_model.bin")]["sha256"] == hashlib.sha256(b"bin").hexdigest()
+    with pytest.raises(MissingWeightsError, match="empty/model.safetensors"):
+        (tmp_path / "empty").mkdir()
+        resolve_weights("dino_vitb16", path=tmp_path / "empty")
 
 
 def test_run_or_skip_turns_only_missing_weights_into_skips(tmp_path, caplog):
@@ -62,10 +74,52 @@ def test_run_or_skip_turns_only_missing_weights_into_skips(tmp_path, caplog):
 
 
 def test_registry_and_default_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("EX4D_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("EX4D_WEIGHTS", str(tmp_path))
     assert weights_dir() == tmp_path / "metrics"
     for key, spec in METRIC_WEIGHTS.items():
         assert spec.key == key and spec.filename and spec.source
+
+
+def test_every_metric_file_has_a_published_sha256_or_says_why_not():
+    # Each file: a full digest with where it is published, or the reason none is (then it is accepted with
+    # its digest logged); a hash prefix in a released file name is checked too.
+    assert {"amt_s", "lpips_heads", "musiq_spaq", "i3d_styleganv"} <= set(METRIC_WEIGHTS)
+    for key, spec in METRIC_WEIGHTS.items():
+        if spec.sha256:
+            assert re.fullmatch(r"[0-9a-f]{64}", spec.sha256) and spec.sha256_source, key
+        else:
+            assert spec.no_digest, key
+        if spec.name_hash:
+            assert spec.name_hash in spec.filename and re.fullmatch(r"[0-9a-f]{8,}", spec.name_hash), key
+        assert spec.check, key
+
+
+def test_file_without_a_published_digest_is_accepted_and_its_digest_logged(tmp_path, caplog):
+    from ex4d.metrics.weights import resolved_weights
+
+    f = tmp_path / "metrics" / "amt-s.pth"
+    f.parent.mkdir()
+    f.write_bytes(b"amt")
+    with caplog.at_level("INFO", logger="ex4d.metrics.weights"):
+        assert resolve_weights("amt_s", root=tmp_path) == f
+    digest = hashlib.sha256(b"amt").hexdigest()
+    assert f"sha256={digest}" in caplog.text and "no digest" in caplog.text
+    assert resolved_weights()[str(f)] == {"key": "amt_s", "sha256": digest, "check": resolved_weights()[str(f)]["check"]}
+    assert resolved_weights()[str(f)]["check"].startswith("none:")
+
+
+def test_packaged_file_is_checked_against_the_digest_its_wheel_publishes():
+    import lpips
+
+    from ex4d.metrics.weights import resolved_weights
+
+    p = resolve_weights("lpips_heads")
+    assert p == Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    assert resolved_weights()[str(p)]["sha256"] == METRIC_WEIGHTS["lpips_heads"].sha256
+    assert "RECORD" in resolved_weights()[str(p)]["check"]
+    missing = WeightsFile("x", "x.pth", "the pip package nope", package="ex4d_no_such_pkg:w.pth")
+    with pytest.raises(MissingWeightsError, match="ex4d_no_such_pkg"):
+        resolve_weights(missing)
 
 
 def test_importing_the_metrics_package_loads_no_torchvision_or_torch_fidelity():

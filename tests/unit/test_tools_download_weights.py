@@ -1,5 +1,6 @@
 """tools/download_weights.py: the metric files next to the model targets (no network)."""
 
+import hashlib
 import importlib.util
 import re
 import sys
@@ -29,6 +30,10 @@ def test_every_metric_file_has_a_source_and_lands_where_the_metrics_look(dw):
     dino = by_key["dino_vitb16"]
     assert dino.url is None and dino.repo_id == "facebook/dino-vitb16" and dino.folder == "metrics/dino-vitb16"
     assert "model.safetensors" in dino.allow_patterns
+    amt = by_key["amt_s"]
+    assert amt.url == "https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth" and amt.filename == "amt-s.pth"
+    heads = by_key["lpips_heads"]  # ships with the lpips package: listed and checked, never downloaded
+    assert heads.package == "lpips:weights/v0.1/alex.pth" and heads.url is None and "published" in heads.note
     with pytest.raises(ValueError, match="cannot find a URL"):
         dw.metric_source(WeightsFile("x", "x.pt", "ask a friend"))
 
@@ -40,6 +45,10 @@ def test_all_keeps_the_model_targets_and_adds_metrics(dw, capsys):
     out = capsys.readouterr().out
     assert "/tmp/w/metrics/pt_inception-2015-12-05-6726825d.pth" in out and "/tmp/w/metrics/i3d_torchscript.pt" in out
     assert "dino" not in out
+    assert dw.main(["--metrics", "--dry-run", "--local-dir", "/tmp/w"]) == 0
+    listing = capsys.readouterr().out  # every file with how it is checked
+    assert "/tmp/w/metrics/amt-s.pth" in listing and "digest logged only" in listing
+    assert "sha256 prefix 22a6c225" in listing and "df73285e35b22355" in listing
     assert dw.main(["ex4d", "metrics", "--dry-run", "--local-dir", "/tmp/w"]) == 0
     with pytest.raises(SystemExit):
         dw.main(["--metric-keys", "nope", "metrics", "--dry-run"])
@@ -57,7 +66,10 @@ def test_url_download_is_checked_against_the_hash_in_its_name(dw, tmp_path):
         dw.check_metric_file(fetch, tmp_path / "w")
     ok = dw.Fetch("x", "metrics", url="file:///x", filename="i3d_torchscript.pt", metric_key="i3d_styleganv")
     (tmp_path / "w" / "metrics" / "i3d_torchscript.pt").write_bytes(b"x")  # no hash recorded: existence only
-    assert dw.check_metric_file(ok, tmp_path / "w").name == "i3d_torchscript.pt"
+    checked = dw.check_metric_file(ok, tmp_path / "w")  # no digest published: accepted, its digest printed
+    assert checked.startswith(str(tmp_path / "w" / "metrics" / "i3d_torchscript.pt")) and f"sha256={hashlib.sha256(b'x').hexdigest()}" in checked
+    heads = dw.metric_fetches(["lpips_heads"])[0]
+    assert "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0" in dw.check_metric_file(heads, tmp_path / "w")
 
 
 # Every `python tools/download_weights.py ...` in a message, a config comment or a doc. Arguments end at a
