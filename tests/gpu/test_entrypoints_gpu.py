@@ -95,9 +95,9 @@ def test_train_tiny_short_run(tmp_path, strategy):
 
 
 def test_evaluate_tiny(tmp_path):
-    # python evaluate.py benchmark=extreme_90 model=wan_tiny benchmark.data=tiny
+    # python evaluate.py benchmark=extreme_90 model=wan_tiny benchmark.data=tiny allow_skip=true (no metric weights here)
     run, s = _run("evaluate tiny set, tiny model",
-                  ["evaluate.py", "benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny"], tmp_path)
+                  ["evaluate.py", "benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny", "allow_skip=true"], tmp_path)
     assert (run / "results.json").is_file() and (run / "table.md").is_file()
     assert s["n_videos"] == 2
 
@@ -106,7 +106,7 @@ def test_evaluate_at_14b_shapes(tmp_path):
     # python evaluate.py benchmark=extreme_90 model=wan_i2v_14b_random benchmark.data=tiny, at 512x512x49, 2 steps
     d = "benchmark.datasets.tiny"
     run, s = _run("evaluate tiny set, 14B random, 512x512x49, 2 steps",
-                  ["evaluate.py", "benchmark=extreme_90", "model=wan_i2v_14b_random", "benchmark.data=tiny",
+                  ["evaluate.py", "benchmark=extreme_90", "model=wan_i2v_14b_random", "benchmark.data=tiny", "allow_skip=true",
                    f"{d}.num_frames=49", f"{d}.max_side=512", f"{d}.multiple=64", f"{d}.gen_height=512",
                    f"{d}.gen_width=512", "generate.num_steps=2"], tmp_path)
     results = json.loads((run / "results.json").read_text())
