@@ -193,9 +193,21 @@ def probe_source(source: str | Path) -> SourceInfo:
     return SourceInfo(h, w, n, False)
 
 
+@contextmanager
+def _strict_pil():
+    """Truncated images are errors while we read inputs, whatever another library set process-wide."""
+    from PIL import ImageFile
+
+    before, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def _read_image(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with _strict_pil(), Image.open(path) as im:
             # Cameras store photos unrotated with an EXIF orientation tag; every viewer applies it, so must we.
             return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except Exception as e:  # PIL raises several unrelated types for corrupt files

@@ -272,7 +272,15 @@ def amt_s_network() -> type[nn.Module]:
     with eval_extra_imports("motion smoothness (AMT-S)", "the vbench package (AMT's network code) and decord",
                             hint=f"; install with {NODEPS_INSTALL}"):
         # The module file name has a hyphen, so it is imported by name; vbench's package __init__ needs decord.
-        return importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model
+        # AMT's utils set PIL's process-wide LOAD_TRUNCATED_IMAGES at import: restore it, or every later read of
+        # a truncated input image (ex4d.io.video) would pass silently in this process.
+        from PIL import ImageFile
+
+        before = ImageFile.LOAD_TRUNCATED_IMAGES
+        try:
+            return importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 class AMTInterpolator:

@@ -226,3 +226,18 @@ def test_exif_orientation_is_applied(tmp_path, orientation, shape):
     band = {1: (slice(None), slice(0, 8)), 3: (slice(None), slice(-8, None)),  # 180: the band moves right
             6: (slice(0, 8), slice(None)), 8: (slice(-8, None), slice(None))}[orientation]
     assert clip.frames[0][band].mean() > 200
+
+
+def test_a_truncated_image_fails_even_when_a_library_allowed_them_process_wide(tmp_path, monkeypatch):
+    # vbench's AMT utils set PIL's ImageFile.LOAD_TRUNCATED_IMAGES = True when the motion-smoothness metric loads.
+    from PIL import Image, ImageFile
+
+    from ex4d.io.video import read_frames
+
+    p = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(p)
+    p.write_bytes(p.read_bytes()[:80])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(InputError, match="cut.png"):
+        read_frames(p)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for whoever set it
