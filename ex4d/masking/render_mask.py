@@ -56,7 +56,8 @@ def render_mask_and_depth(renderer: Renderer, mesh: DWMesh, w2c: Tensor, K: Tens
     z = (mesh.vertices @ w2c_d[:, 2, :3].unsqueeze(-1)).squeeze(-1) + w2c_d[:, 2, 3:4]  # (B, V)
     alpha = mesh.colors[..., 3]
     colors = torch.stack([z / scale, torch.ones_like(z), torch.zeros_like(z), alpha], dim=-1)
-    coded = DWMesh(mesh.vertices, mesh.faces, colors, mesh.face_valid, mesh.face_keep, mesh.height, mesh.width)
+    coded = DWMesh(mesh.vertices, mesh.faces, colors, mesh.face_valid, mesh.face_keep, mesh.height, mesh.width,
+                   mesh.mode)
     rgba = renderer.rasterize_rgba(coded, w2c, K, height, width)
     covered = rgba[..., 1] > 0.5
     # Antialiasing backends blend coverage at silhouettes; undo that weight before decoding depth.
