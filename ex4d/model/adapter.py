@@ -67,14 +67,15 @@ class LoraSettings:
 
     Attributes:
         rank: LoRA rank r > 0 (released checkpoint: 16).
-        alpha: LoRA alpha > 0; the update is scaled by alpha / rank (released: 16, scale 1).
+        alpha: LoRA alpha > 0; the update is scaled by alpha / rank. None (the default) = the rank, i.e. scale 1
+            at every rank, as released (rank 16, alpha 16): changing the rank alone keeps the scale.
         targets: module-name suffixes inside each ``blocks.{i}`` of the diffusers DiT.
         dropout: LoRA dropout in [0, 1) (training only).
         init: ``kaiming`` (peft default: A Kaiming-uniform, B zero) or ``gaussian`` (A normal, B zero).
     """
 
     rank: int = 16
-    alpha: float = 16.0
+    alpha: float | None = None
     targets: list[str] = field(default_factory=lambda: list(REFERENCE_LORA_TARGETS))
     dropout: float = 0.0
     init: str = "kaiming"
@@ -82,8 +83,10 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
             raise InputError(f"lora.rank: expected an integer > 0, got {self.rank!r}")
+        if self.alpha is None:
+            self.alpha = self.rank  # follows the rank unless set
         if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha <= 0:
-            raise InputError(f"lora.alpha: expected a number > 0, got {self.alpha!r}")
+            raise InputError(f"lora.alpha: expected a number > 0 (or null = lora.rank), got {self.alpha!r}")
         self.alpha = float(self.alpha)
         if isinstance(self.targets, str):
             raise InputError(f"lora.targets: expected a list of module names, got the string {self.targets!r}")
