@@ -77,6 +77,31 @@ def test_callbacks_construct(compose, tmp_path, option):
         assert Path(ckpt.dirpath) == tmp_path / "checkpoints"
 
 
+def test_periodic_checkpoints_land_on_every_boundary_also_at_epoch_ends(compose, tmp_path):
+    """callbacks.model_checkpoint every 3 steps over 3-batch epochs: every boundary is an epoch's last batch, with
+    validation every 4 steps counted across epochs, as trainer=default counts it. All of 3, 6, 9 are saved."""
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
+    from torch.utils.data import DataLoader
+
+    class Boring(BoringModel):
+        def train_dataloader(self):
+            return DataLoader(RandomDataset(32, 3), batch_size=1)
+
+        def val_dataloader(self):
+            return DataLoader(RandomDataset(32, 2), batch_size=1)
+
+    cfg = compose("train", [f"output_dir={tmp_path}", "callbacks.model_checkpoint.every_n_train_steps=3",
+                            "callbacks.model_checkpoint.save_top_k=-1"])
+    ckpt = instantiate(cfg.callbacks.model_checkpoint)
+    trainer = L.Trainer(accelerator="cpu", max_steps=9, max_epochs=-1, val_check_interval=4,
+                        check_val_every_n_epoch=cfg.trainer.check_val_every_n_epoch, num_sanity_val_steps=0,
+                        callbacks=[ckpt], logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Boring())
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "last.ckpt", "step_0000003.ckpt", "step_0000006.ckpt", "step_0000009.ckpt"]
+
+
 def test_module_and_datamodule_construct_without_loading(compose, tmp_path):
     cfg = compose("train", [f"output_dir={tmp_path}"])  # the 14B model: constructing loads nothing
     module = instantiate(cfg.module)
