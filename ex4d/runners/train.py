@@ -79,6 +79,39 @@ def check_optimizer(cfg: DictConfig) -> None:
         raise InputError(FUSED_CLIP_MESSAGE)
 
 
+# Above this many DiT parameters a CPU run is refused: fp32 weights, gradients of the adapter and activations of a
+# 14B model neither fit a workstation's memory nor finish a step in useful time. The test models are far below.
+CPU_TRAIN_MAX_DIT_PARAMETERS = 2_000_000_000
+
+
+def training_on_cpu(trainer: DictConfig) -> bool:
+    """Whether Lightning would train on the CPU: ``trainer.accelerator=cpu``, or auto/gpu/cuda without CUDA here."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    return accelerator == "cpu" or (accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available())
+
+
+def check_training_device(cfg: DictConfig) -> None:
+    """Refuse to train a real-size model (the 14B DiT, real or random weights) on a CPU, before anything loads.
+
+    Constructing the ``model`` loader reads nothing; its ``dit_parameters()`` is known or counted on the meta device.
+    The TEST-ONLY tiny model and the random model with small shape overrides stay trainable on a CPU.
+    """
+    if not training_on_cpu(cfg.trainer):
+        return
+    model = instantiate(cfg.model)
+    count = getattr(model, "dit_parameters", None)
+    n = int(count()) if count is not None else None
+    if n is None or n <= CPU_TRAIN_MAX_DIT_PARAMETERS:
+        return
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    why = ("trainer.accelerator=cpu" if accelerator == "cpu" else
+           f"trainer.accelerator={accelerator} but torch {torch.__version__} sees no CUDA device here")
+    raise InputError(
+        f"model={cfg.model.get('_target_')} has a {n / 1e9:.1f} B-parameter DiT, which does not train on a CPU "
+        f"({why}). Train on CUDA GPUs (trainer=gpu, or trainer.accelerator=gpu); for a CPU smoke run use "
+        f"model=wan_tiny data=tiny trainer=cpu (TEST ONLY: random tiny model)")
+
+
 def resolve_compile_blocks(cfg: DictConfig) -> bool:
     """``module.compile_blocks``: ``auto`` = on where it was measured to work and pay, DeepSpeed ZeRO-1/2
     (1.26x faster per step on an H100, docs/performance.md); off elsewhere (``true`` turns it on for
@@ -182,6 +215,7 @@ def run_train(cfg: DictConfig) -> dict:
     check_shape(cfg.data)
     check_optimizer(cfg)
     resolve_compile_blocks(cfg)
+    check_training_device(cfg)
     prepare_if_missing(cfg)  # data=tiny: writes its own shards on a fresh clone (conf/data/tiny.yaml)
     check_shard_inputs(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):

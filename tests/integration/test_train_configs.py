@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from ex4d.runners.train import build_callbacks, build_logger, build_strategy
@@ -100,6 +101,43 @@ def test_periodic_checkpoints_land_on_every_boundary_also_at_epoch_ends(compose,
     trainer.fit(Boring())
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "last.ckpt", "step_0000003.ckpt", "step_0000006.ckpt", "step_0000009.ckpt"]
+
+
+@pytest.mark.parametrize("model", ["wan_i2v_14b_480p", "wan_i2v_14b_random"])
+@pytest.mark.parametrize("trainer", ["cpu", "default"])
+def test_training_a_14b_model_without_a_gpu_is_refused_before_loading(compose, tmp_path, monkeypatch, model, trainer):
+    from ex4d.model import wan
+    from ex4d.runners.train import run_train
+    from ex4d.utils.errors import InputError
+
+    if trainer == "default" and torch.cuda.is_available():
+        pytest.skip("trainer=default trains on the GPU here")
+
+    def no_load(self):
+        raise AssertionError("weights loaded before the device check")
+
+    for loader in (wan.WanLoader, wan.RandomWanLoader, wan.TinyWanLoader):
+        monkeypatch.setattr(loader, "load", no_load)
+    cfg = compose("train", [f"model={model}", f"trainer={trainer}", "data=synthetic", f"output_dir={tmp_path / 'run'}"])
+    accelerator = "cpu" if trainer == "cpu" else "auto"
+    with pytest.raises(InputError, match=rf"model=ex4d\.model\.wan\.\w+ has a 16\.4 B-parameter DiT.*"
+                                         rf"trainer\.accelerator={accelerator}.*model=wan_tiny data=tiny trainer=cpu"):
+        run_train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+def test_cpu_check_lets_the_test_models_through(compose):
+    from ex4d.runners.train import check_training_device, training_on_cpu
+
+    cfg = compose("train", ["model=wan_tiny", "trainer=cpu"])
+    assert training_on_cpu(cfg.trainer)
+    check_training_device(cfg)  # tiny: fine
+    small = compose("train", ["model=wan_i2v_14b_random", "trainer=cpu", "+model.transformer.num_layers=1",
+                              "+model.transformer.num_attention_heads=2", "+model.transformer.attention_head_dim=12",
+                              "+model.transformer.ffn_dim=32", "+model.transformer.text_dim=16",
+                              "+model.transformer.added_kv_proj_dim=24", "+model.text_encoder.d_model=16"])
+    check_training_device(small)  # random weights at small shapes: fine
+    assert not training_on_cpu(compose("train", ["trainer=gpu"]).trainer) or not torch.cuda.is_available()
 
 
 def test_module_and_datamodule_construct_without_loading(compose, tmp_path):
