@@ -382,12 +382,19 @@ class EX4DTransformer(nn.Module):
 
 
 @torch.no_grad()
-def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float = 0.02) -> EX4DTransformer:
-    """Fill every LoRA factor and the geometry encoder with seeded normal(0, ``std``) values and zero biases.
+def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float | None = None) -> EX4DTransformer:
+    """Fill every LoRA factor and geometry-encoder weight with seeded normal values and zero the biases.
+
+    Args:
+        std: None (default): each weight tensor gets std 1 / sqrt(fan_in) (its input features), so every layer
+            has unit gain at any width: the geometry tokens come out as large as the DiT's patch tokens and each
+            LoRA update as large as its base layer, on the TEST-ONLY tiny model as at 14B. A number: that std for
+            every tensor (0.02 on the tiny model leaves the geometry tokens ~1e-4 of the patch tokens: its output
+            no longer depends on the colour and mask videos).
 
     BENCHMARK / TEST ONLY: a non-zero adapter, so that its wiring changes the output (a fresh adapter is an
     exact no-op: LoRA B and the encoder's last layer start at zero) and so that runs on random backbones
-    have an adapter whose checkpoint cannot be downloaded. Never a result.
+    have an adapter whose checkpoint cannot be downloaded (``checkpoint=random``). Never a result.
     """
     g = torch.Generator().manual_seed(int(seed))
     params = [*model.lora_parameters().items(), *model.encoder.named_parameters()]
@@ -395,7 +402,8 @@ def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float = 0.02)
         if name.endswith("bias"):
             p.zero_()
         else:
-            p.copy_(torch.randn(p.shape, generator=g) * std)
+            scale = p[0].numel() ** -0.5 if std is None else float(std)  # p[0]: one output row = fan_in values
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
     return model
 
 

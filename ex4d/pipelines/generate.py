@@ -708,7 +708,10 @@ def build_generator(
         lora: LoRA settings (config group ``lora``); for an ``.safetensors`` adapter file the file's own
             settings are used and this must agree when given.
         checkpoint: ``ex4d.ckpt`` (reference layout) or our ``.safetensors`` adapter; None keeps the fresh
-            zero-initialised adapter (the base model's output).
+            zero-initialised adapter (an exact no-op: the base model's output); ``"random"`` (TEST / BENCHMARK
+            ONLY) fills the adapter with seeded random values (:func:`~ex4d.model.adapter.randomize_adapter_`, seed
+            = the model loader's), so that the geometry inputs change the output: smoke runs that can show
+            wiring errors. Never a result.
         memory_mode: default ``model.memory_mode`` (or ``gpu`` for components).
         encoder_hidden_channels: geometry encoder width (default 1024; the tiny model uses 16).
         parallel: context parallelism over the ranks of a torchrun launch (:mod:`ex4d.pipelines.parallel`).
@@ -721,6 +724,9 @@ def build_generator(
     )
 
     meta = None
+    random_adapter = is_random_adapter(checkpoint)
+    if random_adapter:
+        checkpoint = None
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors" and not _random_adapter_stands_in(model, checkpoint):
         meta = read_adapter_metadata(checkpoint)
         file_lora = lora_settings_from_metadata(meta)
@@ -744,11 +750,15 @@ def build_generator(
     ex4d = build_ex4d_transformer(
         components.transformer, lora if lora is not None else LoraSettings(), hidden_channels=encoder_hidden_channels
     )
-    if checkpoint is not None and _random_adapter_stands_in(model, checkpoint):
+    if random_adapter or (checkpoint is not None and _random_adapter_stands_in(model, checkpoint)):
         from ex4d.model.adapter import randomize_adapter_
 
-        log.warning("%r: adapter checkpoint %s is absent; a seeded RANDOM adapter stands in (BENCHMARK ONLY)",
-                    model, checkpoint)
+        if random_adapter:
+            log.warning("checkpoint=%s: a seeded RANDOM adapter (TEST / BENCHMARK ONLY: its outputs are never results)",
+                        RANDOM_ADAPTER)
+        else:
+            log.warning("%r: adapter checkpoint %s is absent; a seeded RANDOM adapter stands in (BENCHMARK ONLY)",
+                        model, checkpoint)
         randomize_adapter_(ex4d, seed=getattr(model, "seed", 0))
     elif checkpoint is not None:
         if meta is not None:
@@ -769,10 +779,18 @@ def missing_weights(model, checkpoint: str | Path | None) -> list[str]:
     ``DOWNLOAD_HINT`` (plus ``--local-dir <paths.weights_dir>``).
     """
     out = list(model.missing_files()) if hasattr(model, "missing_files") else []
-    if checkpoint is not None and not Path(checkpoint).expanduser().exists() and not _random_adapter_stands_in(
-            model, checkpoint):
+    if checkpoint is not None and not is_random_adapter(checkpoint) and not Path(checkpoint).expanduser().exists() \
+            and not _random_adapter_stands_in(model, checkpoint):
         out.append(str(checkpoint))
     return out
+
+
+RANDOM_ADAPTER = "random"  # checkpoint=random: a seeded random adapter (TEST / BENCHMARK ONLY)
+
+
+def is_random_adapter(checkpoint) -> bool:
+    """``checkpoint=random`` (a seeded random adapter, TEST / BENCHMARK ONLY) rather than a file."""
+    return isinstance(checkpoint, str) and checkpoint == RANDOM_ADAPTER
 
 
 def _random_adapter_stands_in(model, checkpoint: str | Path) -> bool:
@@ -784,11 +802,13 @@ __all__ = [
     "BUILD_TIME_SETTINGS",
     "DOWNLOAD_HINT",
     "DEFAULT_ADAPTER",
+    "RANDOM_ADAPTER",
     "EX4D_PROMPT",
     "WAN_NEGATIVE_PROMPT",
     "EX4DGenerator",
     "GenerateSettings",
     "build_generator",
     "generate",
+    "is_random_adapter",
     "missing_weights",
 ]
