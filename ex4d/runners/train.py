@@ -150,6 +150,33 @@ def check_shard_inputs(cfg: DictConfig) -> bool:
     return cached
 
 
+def check_mask_mesh(cfg: DictConfig) -> None:
+    """``data.mask_mesh`` (``experiment=no_dwmesh``: torn): the shards' render masks must come from that mesh mode.
+
+    An ablation trained on shards prepared with another mesh silently trains the full method; the mode each render
+    mask was made with is stored per clip (``masking.mesh`` in the shard, ``mesh`` in index.jsonl).
+    """
+    want = cfg.data.get("mask_mesh")
+    shards = cfg.data.get("shards_dir")
+    if not want or not shards:
+        return
+    from ex4d.data.shards import INDEX_NAME, read_index, read_shard_meta
+
+    if not (Path(shards) / INDEX_NAME).is_file():
+        return  # the loader names the missing index
+    modes: dict[str, int] = {}
+    for rec in read_index(shards):
+        mode = rec["mesh"] if "mesh" in rec else read_shard_meta(Path(shards) / rec["file"]).get("masking", {}).get("mesh")
+        if mode is not None:
+            modes[mode] = modes.get(mode, 0) + 1
+    if set(modes) != {want}:
+        found = ", ".join(f"{n} clips with mesh={m}" for m, n in sorted(modes.items())) or "no render masks with a recorded mesh"
+        raise InputError(
+            f"data.mask_mesh={want}: the render masks of the shards in {shards} must all come from mesh={want}, found "
+            f"{found}. Prepare them with: python tools/prepare_data.py masking=mixed mesh={want} "
+            f"data.shards_dir={shards} (data.mask_mesh=null trains on them anyway)")
+
+
 def build_strategy(cfg: DictConfig):
     """A strategy object from ``_target_``, or the name string (``strategy=auto``)."""
     if cfg.get("_target_"):
@@ -217,6 +244,7 @@ def run_train(cfg: DictConfig) -> dict:
     resolve_compile_blocks(cfg)
     check_training_device(cfg)
     prepare_if_missing(cfg)  # data=tiny: writes its own shards on a fresh clone (conf/data/tiny.yaml)
+    check_mask_mesh(cfg)
     check_shard_inputs(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):
         raise InputError("trainer.use_distributed_sampler must be false: the shard loader splits clips across ranks "
