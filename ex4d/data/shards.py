@@ -98,6 +98,7 @@ def index_record(root: str | Path, path: Path, meta: dict) -> dict:
         "width": meta.get("width"),
         "hole_fraction": meta.get("masking", {}).get("hole_fraction"),
         "strategy": meta.get("masking", {}).get("strategy"),
+        "mesh": meta.get("masking", {}).get("mesh"),  # mesh mode of a render mask (None: no render mask)
     }
 
 

@@ -56,7 +56,8 @@ def render_mask_and_depth(renderer: Renderer, mesh: DWMesh, w2c: Tensor, K: Tens
     z = (mesh.vertices @ w2c_d[:, 2, :3].unsqueeze(-1)).squeeze(-1) + w2c_d[:, 2, 3:4]  # (B, V)
     alpha = mesh.colors[..., 3]
     colors = torch.stack([z / scale, torch.ones_like(z), torch.zeros_like(z), alpha], dim=-1)
-    coded = DWMesh(mesh.vertices, mesh.faces, colors, mesh.face_valid, mesh.face_keep, mesh.height, mesh.width)
+    coded = DWMesh(mesh.vertices, mesh.faces, colors, mesh.face_valid, mesh.face_keep, mesh.height, mesh.width,
+                   mesh.mode)
     rgba = renderer.rasterize_rgba(coded, w2c, K, height, width)
     covered = rgba[..., 1] > 0.5
     # Antialiasing backends blend coverage at silhouettes; undo that weight before decoding depth.
@@ -82,9 +83,13 @@ def round_trip_mask(renderer: Renderer, builder: DWMeshBuilder, frames: Tensor, 
     blank = torch.zeros(B, H, W, 3, dtype=torch.uint8, device=depth.device)
     back = builder(blank, z_nv, K)
     ok = (mask_nv & covered).reshape(B, H * W)
-    back.colors = back.colors * ok.unsqueeze(-1)
-    if back.face_keep is not None:  # torn meshes delete what is not trusted instead of walling it
+    if back.face_keep is not None:
+        # Torn meshes (the reference's use_dwmesh=0) delete what the novel view did not see instead of walling it,
+        # but, as every mesh the reference builds, keep a valid back cap: its four corners are trusted whatever the
+        # novel view saw there, so source rays through a tear hit the cap and come back trusted, as in a torn render.
+        ok[:, [0, W - 1, (H - 1) * W, H * W - 1]] = True
         back.face_keep = back.face_keep & ok[:, back.faces.long()].all(-1)
+    back.colors = back.colors * ok.unsqueeze(-1)
     return renderer.render(back, w2c_to_c2w(w2c), K, H, W).mask.to(depth.device)
 
 
@@ -133,4 +138,5 @@ class RenderMask(SimulatedMask):
 
     def _sample(self, frames, depth, K, generator) -> MaskSample:
         pose = self.poses.sample(depth.shape[0], self.min_depth(depth), generator)
-        return MaskSample(self.mask_for_path(frames, depth, K, pose.w2c), {"strategy": self.name, **pose.info()})
+        return MaskSample(self.mask_for_path(frames, depth, K, pose.w2c),
+                          {"strategy": self.name, "mesh": self.mesh.mode, **pose.info()})

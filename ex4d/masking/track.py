@@ -163,7 +163,7 @@ class TrackMask(SimulatedMask):
             return random_blobs(H, W, generator, self.num_blobs, self.blob_radius, self.blob_aspect), {"init": "blobs"}
         pose = self.render.poses.sample(1, self.render.min_depth(depth), generator, schedule="constant")
         kept = self.render.mask_for_path(frames[:1], depth[:1], K, pose.w2c)[0]
-        return (~kept).cpu(), {"init": "render", **pose.info()}
+        return (~kept).cpu(), {"init": "render", "mesh": self.render.mesh.mode, **pose.info()}
 
     def _sample(self, frames, depth, K, generator) -> MaskSample:
         holes0, info = self.initial_holes(frames, depth, K, generator)

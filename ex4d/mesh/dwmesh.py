@@ -15,9 +15,16 @@ Modes (``mode`` argument):
 * ``"parity"``: the reference's quirks, for checkpoint parity: vertices on integer pixel coordinates
   (half-pixel offset) and the back cap labelled by the angle rule only (two of its corners keep alpha,
   so half the cap renders as smeared valid colour).
-* ``"torn"``: the ablation of the reference's ``use_dwmesh=0``: invalid faces are deleted instead of
-  masked (no walls; the renderer sees holes as background). Pixel-centre geometry and labels as
-  ``fixed``, so the back cap is deleted too (else the holes would show its smeared corner colours).
+* ``"torn"``: the reference's ``use_dwmesh=0`` ablation ("without DW-Mesh"): the faces that fail the angle
+  rule are *deleted* (``face_keep``), nothing else changes: every vertex keeps its colour and alpha 1, and
+  the back cap stays (labelled by the angle rule like any face, so normally kept). Rays through a tear
+  therefore hit the real surface behind it or the cap, whose corner colours render as *valid*: almost
+  every disoccluded pixel is marked trusted, which is what the paper's ablation shows. Vertices on pixel
+  centres like ``fixed`` (so the ablation differs from the default only by the walls);
+  ``pixel_center=False`` gives the reference's integer-pixel geometry, i.e. its ``use_dwmesh=0`` mesh
+  face for face.
+
+``pixel_center`` (None = the mode's own: False for ``parity``, True otherwise) only moves the vertices.
 """
 
 from __future__ import annotations
@@ -43,11 +50,14 @@ class DWMesh:
     Attributes:
         vertices: (B, V, 3) float32, world (= source camera) frame, OpenCV axes, V = H * W.
         faces: (F, 3) int32 vertex indices, shared by all frames, F = 2 (H-1)(W-1) + 2.
-        colors: (B, V, 4) float32 RGBA in [0, 1]; alpha 0 on every vertex of an invalid face.
-        face_valid: (B, F) bool, False for occlusion walls (and the cap in ``fixed`` mode).
+        colors: (B, V, 4) float32 RGBA in [0, 1]; RGBA 0 on every vertex of an invalid face (except in
+            ``torn`` mode, where invalid faces are deleted and every vertex keeps alpha 1).
+        face_valid: (B, F) bool, False for faces that fail the angle rule (and the cap in ``fixed`` mode):
+            occlusion walls, or in ``torn`` mode the deleted faces.
         face_keep: (B, F) bool faces present in the mesh, or None when all are (``torn`` mode deletes
             the invalid ones).
         height, width: image size the mesh was built from.
+        mode: the ``build_dwmesh`` mode that made it (renderers composite ``parity`` meshes the reference's way).
     """
 
     vertices: Tensor
@@ -57,6 +67,7 @@ class DWMesh:
     face_keep: Tensor | None
     height: int
     width: int
+    mode: str = "fixed"
 
     @property
     def num_frames(self) -> int:
@@ -72,6 +83,7 @@ class DWMesh:
             None if self.face_keep is None else self.face_keep[i : i + 1],
             self.height,
             self.width,
+            self.mode,
         )
 
     def faces_of(self, i: int) -> Tensor:
@@ -89,6 +101,7 @@ class DWMesh:
             None if self.face_keep is None else self.face_keep.to(device),
             self.height,
             self.width,
+            self.mode,
         )
 
 
@@ -183,6 +196,7 @@ def build_dwmesh(
     mode: str = "fixed",
     min_angle_deg: float = 2.5,
     border_depth: float = BORDER_DEPTH,
+    pixel_center: bool | None = None,
 ) -> DWMesh:
     """Build the DW-Mesh of every frame, batched, on the device of ``depth``.
 
@@ -193,6 +207,8 @@ def build_dwmesh(
         mode: ``fixed`` | ``parity`` | ``torn`` (see the module docstring).
         min_angle_deg: faces with a smaller minimum interior angle are occlusion walls.
         border_depth: depth given to the one-pixel border ring.
+        pixel_center: vertices on pixel centres (True) or on integer pixel coordinates (False, the
+            reference's); None = the mode's own (False for ``parity`` only).
 
     Returns:
         DWMesh in the source-camera (world) frame.
@@ -202,37 +218,45 @@ def build_dwmesh(
     B, H, W = depth.shape
     device = depth.device
     d = set_border(depth.float(), border_depth)
-    verts = unproject_depth(d, K, pixel_center=(mode != "parity")).reshape(B, H * W, 3)
+    if pixel_center is None:
+        pixel_center = mode != "parity"
+    verts = unproject_depth(d, K, pixel_center=pixel_center).reshape(B, H * W, 3)
     faces = grid_faces(H, W, device)
     face_valid = face_min_angle_deg(verts, faces) >= min_angle_deg
-    if mode in ("fixed", "torn"):
-        # The back cap is a wall in fixed mode; a torn mesh (built on fixed geometry) deletes it too,
-        # so its holes open onto nothing rather than onto the cap's smeared corner colours.
-        face_valid[:, -2:] = False
+    if mode == "fixed":
+        face_valid[:, -2:] = False  # the back cap is a wall too
     col = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
     colors = torch.cat([col.reshape(B, H * W, 3).to(device), torch.ones(B, H * W, 1, device=device)], -1)
-    # A vertex touched by any invalid face loses its colour and alpha (RGBA = 0).
-    bad_vertex = _grid_bad_vertices(face_valid, H, W)
-    colors = colors * (~bad_vertex).unsqueeze(-1)
-    face_keep = face_valid.clone() if mode == "torn" else None
-    return DWMesh(verts, faces, colors, face_valid, face_keep, H, W)
+    face_keep = None
+    if mode == "torn":
+        # The reference's use_dwmesh=0: `faces = faces[valid_faces]`, colours untouched (alpha 255 everywhere).
+        face_keep = face_valid.clone()
+    else:
+        # A vertex touched by any invalid face loses its colour and alpha (RGBA = 0).
+        bad_vertex = _grid_bad_vertices(face_valid, H, W)
+        colors = colors * (~bad_vertex).unsqueeze(-1)
+    return DWMesh(verts, faces, colors, face_valid, face_keep, H, W, mode)
 
 
 class DWMeshBuilder:
     """Configured DW-Mesh construction (the ``mesh`` config group): ``builder(rgb, depth, K) -> DWMesh``."""
 
-    def __init__(self, mode: str = "fixed", min_angle_deg: float = 2.5, border_depth: float = BORDER_DEPTH):
+    def __init__(self, mode: str = "fixed", min_angle_deg: float = 2.5, border_depth: float = BORDER_DEPTH,
+                 pixel_center: bool | None = None):
         check_choice(mode, "mesh.mode", MESH_MODES)
         if not 0.0 < check_number(min_angle_deg, "mesh.min_angle_deg") < 60.0:
             raise InputError(f"mesh.min_angle_deg must be in (0, 60), got {min_angle_deg}")
+        if pixel_center is not None and not isinstance(pixel_center, bool):
+            raise InputError(f"mesh.pixel_center must be true, false or null, got {pixel_center!r}")
         self.mode = mode
         self.min_angle_deg = float(min_angle_deg)
         self.border_depth = check_number(border_depth, "mesh.border_depth", positive=True)
+        self._pixel_center = pixel_center
 
     @property
     def pixel_center(self) -> bool:
-        """Whether vertices sit on pixel centres (False only in ``parity`` mode)."""
-        return self.mode != "parity"
+        """Whether vertices sit on pixel centres (by default False only in ``parity`` mode)."""
+        return self.mode != "parity" if self._pixel_center is None else self._pixel_center
 
     def __call__(self, rgb: Tensor, depth: Tensor, K: Tensor) -> DWMesh:
-        return build_dwmesh(rgb, depth, K, self.mode, self.min_angle_deg, self.border_depth)
+        return build_dwmesh(rgb, depth, K, self.mode, self.min_angle_deg, self.border_depth, self.pixel_center)

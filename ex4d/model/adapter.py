@@ -68,14 +68,15 @@ class LoraSettings:
 
     Attributes:
         rank: LoRA rank r > 0 (released checkpoint: 16).
-        alpha: LoRA alpha > 0; the update is scaled by alpha / rank (released: 16, scale 1).
+        alpha: LoRA alpha > 0; the update is scaled by alpha / rank. None (the default) = the rank, i.e. scale 1
+            at every rank, as released (rank 16, alpha 16): changing the rank alone keeps the scale.
         targets: module-name suffixes inside each ``blocks.{i}`` of the diffusers DiT.
         dropout: LoRA dropout in [0, 1) (training only).
         init: ``kaiming`` (peft default: A Kaiming-uniform, B zero) or ``gaussian`` (A normal, B zero).
     """
 
     rank: int = 16
-    alpha: float = 16.0
+    alpha: float | None = None
     targets: list[str] = field(default_factory=lambda: list(REFERENCE_LORA_TARGETS))
     dropout: float = 0.0
     init: str = "kaiming"
@@ -83,6 +84,8 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
             raise InputError(f"lora.rank: expected an integer > 0, got {self.rank!r}")
+        if self.alpha is None:
+            self.alpha = self.rank  # follows the rank unless set
         check_number(self.alpha, "lora.alpha", positive=True)  # NaN would train on NaN losses without a word
         self.alpha = float(self.alpha)
         if isinstance(self.targets, str):
@@ -379,12 +382,19 @@ class EX4DTransformer(nn.Module):
 
 
 @torch.no_grad()
-def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float = 0.02) -> EX4DTransformer:
-    """Fill every LoRA factor and the geometry encoder with seeded normal(0, ``std``) values and zero biases.
+def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float | None = None) -> EX4DTransformer:
+    """Fill every LoRA factor and geometry-encoder weight with seeded normal values and zero the biases.
+
+    Args:
+        std: None (default): each weight tensor gets std 1 / sqrt(fan_in) (its input features), so every layer
+            has unit gain at any width: the geometry tokens come out as large as the DiT's patch tokens and each
+            LoRA update as large as its base layer, on the TEST-ONLY tiny model as at 14B. A number: that std for
+            every tensor (0.02 on the tiny model leaves the geometry tokens ~1e-4 of the patch tokens: its output
+            no longer depends on the colour and mask videos).
 
     BENCHMARK / TEST ONLY: a non-zero adapter, so that its wiring changes the output (a fresh adapter is an
     exact no-op: LoRA B and the encoder's last layer start at zero) and so that runs on random backbones
-    have an adapter whose checkpoint cannot be downloaded. Never a result.
+    have an adapter whose checkpoint cannot be downloaded (``checkpoint=random``). Never a result.
     """
     g = torch.Generator().manual_seed(int(seed))
     params = [*model.lora_parameters().items(), *model.encoder.named_parameters()]
@@ -392,7 +402,8 @@ def randomize_adapter_(model: EX4DTransformer, seed: int = 0, std: float = 0.02)
         if name.endswith("bias"):
             p.zero_()
         else:
-            p.copy_(torch.randn(p.shape, generator=g) * std)
+            scale = p[0].numel() ** -0.5 if std is None else float(std)  # p[0]: one output row = fan_in values
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
     return model
 
 

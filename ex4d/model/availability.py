@@ -8,6 +8,12 @@ from pathlib import Path
 from ex4d.utils.errors import download_command
 
 DOWNLOAD_HINT = download_command("wan_i2v_14b_480p", "ex4d")
+RANDOM_ADAPTER = "random"  # checkpoint=random: a seeded random adapter (TEST / BENCHMARK ONLY)
+
+
+def is_random_adapter(checkpoint) -> bool:
+    """``checkpoint=random`` (a seeded random adapter, TEST / BENCHMARK ONLY) rather than a file."""
+    return isinstance(checkpoint, str) and checkpoint == RANDOM_ADAPTER
 
 
 def random_adapter_stands_in(model, checkpoint: str | Path) -> bool:
@@ -22,7 +28,7 @@ def missing_weights(model, checkpoint: str | Path | None) -> list[str]:
     missing with ``DOWNLOAD_HINT`` (plus ``--local-dir <paths.weights_dir>``).
     """
     out = list(model.missing_files()) if hasattr(model, "missing_files") else []
-    if checkpoint is not None and not Path(checkpoint).expanduser().exists() and not random_adapter_stands_in(
-            model, checkpoint):
+    if checkpoint is not None and not is_random_adapter(checkpoint) and not Path(checkpoint).expanduser().exists() \
+            and not random_adapter_stands_in(model, checkpoint):
         out.append(str(checkpoint))
     return out

@@ -477,6 +477,10 @@ class WanLoader:
             load_text_encoder=self.load_text_encoder,
         )
 
+    def dit_parameters(self) -> int:
+        """Parameters of the DiT this loads (the 14B I2V model), known without loading it."""
+        return WAN_I2V_14B_DIT_PARAMETERS
+
     def __repr__(self) -> str:
         return f"WanLoader(path={self.path!r}, dtype={self.dtype}, memory_mode={self.memory_mode!r})"
 
@@ -499,6 +503,10 @@ class TinyWanLoader:
 
     def load(self) -> WanComponents:
         return build_tiny_wan(seed=self.seed, num_layers=self.num_layers, dtype=self.dtype)
+
+    def dit_parameters(self) -> int:
+        """Parameters of the tiny DiT, counted on the meta device."""
+        return transformer_num_parameters({**TINY_TRANSFORMER_CONFIG, "num_layers": self.num_layers})
 
     def __repr__(self) -> str:
         return f"TinyWanLoader(seed={self.seed}, num_layers={self.num_layers}) [TEST ONLY: random weights]"
@@ -545,6 +553,10 @@ class RandomWanLoader:
 
     def missing_files(self) -> list[str]:
         return []
+
+    def dit_parameters(self) -> int:
+        """Parameters of the DiT of this shape (the 14B one unless ``transformer`` overrides it), allocating nothing."""
+        return transformer_num_parameters(self.transformer_config)
 
     def run_device(self) -> torch.device:
         if self.device != "auto":
@@ -736,6 +748,20 @@ def build_tiny_wan(*, seed: int = 0, num_layers: int = 2, dtype: torch.dtype = t
         source="tiny-random (TEST ONLY)",
     )
     return comps.freeze()
+
+
+# Parameters of the Wan2.1-I2V-14B DiT (WanTransformer3DModel at WAN_I2V_14B_TRANSFORMER_CONFIG; the method doc's
+# 16.39 B). Building that shape on the meta device takes seconds, so the count is kept here and checked against
+# the meta build by tests/unit/test_model_wan.py.
+WAN_I2V_14B_DIT_PARAMETERS = 16_394_878_784
+
+
+def transformer_num_parameters(config: dict[str, Any] | None = None) -> int:
+    """Parameters of a ``WanTransformer3DModel`` of ``config`` (default the 14B I2V shape), allocating nothing."""
+    config = dict(config or WAN_I2V_14B_TRANSFORMER_CONFIG)
+    if config == WAN_I2V_14B_TRANSFORMER_CONFIG:
+        return WAN_I2V_14B_DIT_PARAMETERS
+    return sum(p.numel() for p in build_wan_transformer_meta(config).parameters())
 
 
 def build_wan_transformer_meta(config: dict[str, Any] | None = None) -> nn.Module:

@@ -53,7 +53,13 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from torch import Tensor
 
 from ex4d.masking.erosion import erode_masks
-from ex4d.model.availability import DOWNLOAD_HINT, missing_weights, random_adapter_stands_in
+from ex4d.model.availability import (
+    DOWNLOAD_HINT,
+    RANDOM_ADAPTER,
+    is_random_adapter,
+    missing_weights,
+    random_adapter_stands_in,
+)
 from ex4d.model.adapter import DEFAULT_ADAPTER, EX4DTransformer, LoraSettings, build_ex4d_transformer
 from ex4d.model.wan import WanComponents
 from ex4d.pipelines.conditioning import (
@@ -722,7 +728,10 @@ def build_generator(
         lora: LoRA settings (config group ``lora``); for an ``.safetensors`` adapter file the file's own
             settings are used and this must agree when given.
         checkpoint: ``ex4d.ckpt`` (reference layout) or our ``.safetensors`` adapter; None keeps the fresh
-            zero-initialised adapter (the base model's output).
+            zero-initialised adapter (an exact no-op: the base model's output); ``"random"`` (TEST / BENCHMARK
+            ONLY) fills the adapter with seeded random values (:func:`~ex4d.model.adapter.randomize_adapter_`, seed
+            = the model loader's), so that the geometry inputs change the output: smoke runs that can show
+            wiring errors. Never a result.
         memory_mode: default ``model.memory_mode`` (or ``gpu`` for components).
         encoder_hidden_channels: geometry encoder width (default 1024; the tiny model uses 16).
         parallel: context parallelism over the ranks of a torchrun launch (:mod:`ex4d.pipelines.parallel`).
@@ -735,6 +744,9 @@ def build_generator(
     )
 
     meta = None
+    random_adapter = is_random_adapter(checkpoint)
+    if random_adapter:
+        checkpoint = None
     if checkpoint is not None and Path(checkpoint).suffix == ".safetensors" and not random_adapter_stands_in(model, checkpoint):
         meta = read_adapter_metadata(checkpoint)
         file_lora = lora_settings_from_metadata(meta)
@@ -758,11 +770,15 @@ def build_generator(
     ex4d = build_ex4d_transformer(
         components.transformer, lora if lora is not None else LoraSettings(), hidden_channels=encoder_hidden_channels
     )
-    if checkpoint is not None and random_adapter_stands_in(model, checkpoint):
+    if random_adapter or (checkpoint is not None and random_adapter_stands_in(model, checkpoint)):
         from ex4d.model.adapter import randomize_adapter_
 
-        log.warning("%r: adapter checkpoint %s is absent; a seeded RANDOM adapter stands in (BENCHMARK ONLY)",
-                    model, checkpoint)
+        if random_adapter:
+            log.warning("checkpoint=%s: a seeded RANDOM adapter (TEST / BENCHMARK ONLY: its outputs are never results)",
+                        RANDOM_ADAPTER)
+        else:
+            log.warning("%r: adapter checkpoint %s is absent; a seeded RANDOM adapter stands in (BENCHMARK ONLY)",
+                        model, checkpoint)
         randomize_adapter_(ex4d, seed=getattr(model, "seed", 0))
     elif checkpoint is not None:
         if meta is not None:
@@ -777,11 +793,13 @@ __all__ = [
     "BUILD_TIME_SETTINGS",
     "DOWNLOAD_HINT",
     "DEFAULT_ADAPTER",
+    "RANDOM_ADAPTER",
     "EX4D_PROMPT",
     "WAN_NEGATIVE_PROMPT",
     "EX4DGenerator",
     "GenerateSettings",
     "build_generator",
     "generate",
+    "is_random_adapter",
     "missing_weights",
 ]

@@ -180,6 +180,7 @@ def _expand(mesh: DWMesh, n: int) -> DWMesh:
         None if mesh.face_keep is None else mesh.face_keep.expand(n, -1),
         mesh.height,
         mesh.width,
+        mesh.mode,
     )
 
 

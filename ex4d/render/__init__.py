@@ -10,7 +10,15 @@ from __future__ import annotations
 import importlib
 import logging
 
-from ex4d.render.base import MASK_THRESHOLD, Renderer, RenderResult, finalize_rgba
+from ex4d.render.base import (
+    COMPOSITES,
+    MASK_THRESHOLD,
+    RENDERER_COMPOSITES,
+    Renderer,
+    RenderResult,
+    finalize_rgba,
+    resolve_composite,
+)
 from ex4d.utils.checks import check_choice
 
 log = logging.getLogger(__name__)
@@ -32,7 +40,7 @@ def __getattr__(name: str):
 
 
 def make_renderer(backend: str = "auto", near: float = 1e-3, far: float = 1e3, antialias: bool = True,
-                  device: str = "cuda", num_threads: int | None = None) -> Renderer:
+                  device: str = "cuda", num_threads: int | None = None, composite: str = "auto") -> Renderer:
     """Build a renderer by name.
 
     Args:
@@ -42,6 +50,8 @@ def make_renderer(backend: str = "auto", near: float = 1e-3, far: float = 1e3, a
         antialias: nvdiffrast only (the CPU renderer point-samples).
         device: nvdiffrast only, the CUDA device.
         num_threads: cpu only, tracing threads (default: all cores).
+        composite: how trusted colour is made: ``auto`` (``mask`` for parity meshes, else ``unpremultiply``),
+            ``mask`` (the reference's rgb * M) or ``unpremultiply`` (rgb / alpha * M); see ``ex4d.render.base``.
     """
     check_choice(backend, "renderer.backend", RENDERER_BACKENDS)
     if backend == "auto":
@@ -52,14 +62,16 @@ def make_renderer(backend: str = "auto", near: float = 1e-3, far: float = 1e3, a
     if backend == "nvdiffrast":
         from ex4d.render.nvdiffrast_backend import NvdiffrastRenderer
 
-        return NvdiffrastRenderer(near=near, far=far, antialias=antialias, device=device)
+        return NvdiffrastRenderer(near=near, far=far, antialias=antialias, device=device, composite=composite)
     from ex4d.render.cpu_backend import CpuRenderer
 
-    return CpuRenderer(near=near, far=far, num_threads=num_threads)
+    return CpuRenderer(near=near, far=far, num_threads=num_threads, composite=composite)
 
 
 __all__ = [
+    "COMPOSITES",
     "MASK_THRESHOLD",
+    "RENDERER_COMPOSITES",
     "RENDERER_BACKENDS",
     "CpuRenderer",
     "NvdiffrastRenderer",
@@ -69,4 +81,5 @@ __all__ = [
     "finalize_rgba",
     "make_renderer",
     "nvdiffrast_available",
+    "resolve_composite",
 ]

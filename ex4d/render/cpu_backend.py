@@ -147,10 +147,11 @@ class CpuRenderer(Renderer):
     Args:
         near, far: camera-z clip range; hits outside it are ignored (reference 1e-3, 1e3).
         num_threads: threads that trace a frame's rays (chunks of rows); default: all CPU cores.
+        composite: ``auto`` | ``mask`` | ``unpremultiply``, how trusted colour is made (``ex4d.render.base``).
     """
 
-    def __init__(self, near: float = 1e-3, far: float = 1e3, num_threads: int | None = None):
-        super().__init__(near=near, far=far)
+    def __init__(self, near: float = 1e-3, far: float = 1e3, num_threads: int | None = None, composite: str = "auto"):
+        super().__init__(near=near, far=far, composite=composite)
         if num_threads is not None:
             check_int(num_threads, "renderer.num_threads", minimum=1)
         self.num_threads = max(1, num_threads or os.cpu_count() or 1)

@@ -131,11 +131,13 @@ class NvdiffrastRenderer(Renderer):
         device: CUDA device to render on; meshes on another device are moved there. Output stays there.
         max_frames_per_call: frames rasterised per nvdiffrast call (None = all); bounds nvdiffrast's
             internal buffers (~80 bytes per triangle and frame) for long clips at high resolution.
+        composite: ``auto`` | ``mask`` | ``unpremultiply``, how trusted colour is made (``ex4d.render.base``);
+            ``unpremultiply`` also undoes antialiasing's blend with the black background at silhouettes.
     """
 
     def __init__(self, near: float = 1e-3, far: float = 1e3, antialias: bool = True, device: str = "cuda",
-                 max_frames_per_call: int | None = None):
-        super().__init__(near=near, far=far)
+                 max_frames_per_call: int | None = None, composite: str = "auto"):
+        super().__init__(near=near, far=far, composite=composite)
         if max_frames_per_call is not None:
             check_int(max_frames_per_call, "renderer.max_frames_per_call", minimum=1)
         self.antialias = check_bool(antialias, "renderer.antialias")

@@ -85,14 +85,19 @@ def check_metric_names(cfg: DictConfig) -> list[str]:
 
 
 def resolve_checkpoint(cfg: DictConfig, model) -> str | None:
-    """``checkpoint=auto``: the released adapter, except for a TEST-ONLY tiny model (no 14B adapter fits it)."""
+    """``checkpoint=auto``: the released adapter, except for a TEST-ONLY tiny model (no 14B adapter fits it): there a
+    seeded random adapter (``checkpoint=random``), so that the rendered colour and mask reach the output and smoke
+    tables of different camera paths differ (a zero adapter is an exact no-op: every path would give one table)."""
     ck = cfg.get("checkpoint")
     if ck is None:
         return None
     if str(ck) == "auto":
         if getattr(model, "is_tiny", False):
-            log.warning("checkpoint=auto with a TEST-ONLY tiny model: using an untrained adapter (outputs are noise)")
-            return None
+            from ex4d.model.availability import RANDOM_ADAPTER
+
+            log.warning("checkpoint=auto with a TEST-ONLY tiny model: checkpoint=%s, a seeded random adapter (outputs "
+                        "are noise)", RANDOM_ADAPTER)
+            return RANDOM_ADAPTER
         return f"{cfg.paths.weights_dir}/EX-4D/ex4d.ckpt"
     return str(ck)
 

@@ -22,9 +22,20 @@ def shard_settings(cfg: DictConfig) -> dict:
     return {
         "data": {k: cfg.data[k] for k in keep},
         "depth": OmegaConf.to_container(cfg.depth, resolve=True),
-        "masking": OmegaConf.to_container(cfg.masking, resolve=True),
+        "masking": _without_composite(OmegaConf.to_container(cfg.masking, resolve=True)),
         "seed": cfg.seed,
     }
+
+
+def _without_composite(node):
+    """``node`` without the renderers' ``composite`` keys: masks use the rendered alpha only, never the colour, so
+    the colour compositing (renderer.composite) must not change the shards' fingerprint."""
+    if isinstance(node, dict):
+        is_renderer = "composite" in node and ("backend" in node or "Renderer" in str(node.get("_target_", "")))
+        return {k: _without_composite(v) for k, v in node.items() if not (is_renderer and k == "composite")}
+    if isinstance(node, list):
+        return [_without_composite(v) for v in node]
+    return node
 
 
 @torch.no_grad()  # scoped: a process-wide switch would leak into callers (tests, notebooks)

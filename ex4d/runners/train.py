@@ -83,6 +83,39 @@ def check_optimizer(cfg: DictConfig) -> None:
         raise InputError(FUSED_CLIP_MESSAGE)
 
 
+# Above this many DiT parameters a CPU run is refused: fp32 weights, gradients of the adapter and activations of a
+# 14B model neither fit a workstation's memory nor finish a step in useful time. The test models are far below.
+CPU_TRAIN_MAX_DIT_PARAMETERS = 2_000_000_000
+
+
+def training_on_cpu(trainer: DictConfig) -> bool:
+    """Whether Lightning would train on the CPU: ``trainer.accelerator=cpu``, or auto/gpu/cuda without CUDA here."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    return accelerator == "cpu" or (accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available())
+
+
+def check_training_device(cfg: DictConfig) -> None:
+    """Refuse to train a real-size model (the 14B DiT, real or random weights) on a CPU, before anything loads.
+
+    Constructing the ``model`` loader reads nothing; its ``dit_parameters()`` is known or counted on the meta device.
+    The TEST-ONLY tiny model and the random model with small shape overrides stay trainable on a CPU.
+    """
+    if not training_on_cpu(cfg.trainer):
+        return
+    model = instantiate(cfg.model)
+    count = getattr(model, "dit_parameters", None)
+    n = int(count()) if count is not None else None
+    if n is None or n <= CPU_TRAIN_MAX_DIT_PARAMETERS:
+        return
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    why = ("trainer.accelerator=cpu" if accelerator == "cpu" else
+           f"trainer.accelerator={accelerator} but torch {torch.__version__} sees no CUDA device here")
+    raise InputError(
+        f"model={cfg.model.get('_target_')} has a {n / 1e9:.1f} B-parameter DiT, which does not train on a CPU "
+        f"({why}). Train on CUDA GPUs (trainer=gpu, or trainer.accelerator=gpu); for a CPU smoke run use "
+        f"model=wan_tiny data=tiny trainer=cpu (TEST ONLY: random tiny model)")
+
+
 def resolve_compile_blocks(cfg: DictConfig) -> bool:
     """``module.compile_blocks``: ``auto`` = on where it was measured to work and pay, DeepSpeed ZeRO-1/2
     (1.26x faster per step on an H100, docs/performance.md); off elsewhere (``true`` turns it on for
@@ -119,6 +152,33 @@ def check_shard_inputs(cfg: DictConfig) -> bool:
     log.info("shards %s: %s", shards, "cached VAE latents + CLIP tokens (the loader's per-epoch erosion does not "
              "apply to them)" if cached else "no cached latents: 4 VAE encodes + CLIP per clip and step")
     return cached
+
+
+def check_mask_mesh(cfg: DictConfig) -> None:
+    """``data.mask_mesh`` (``experiment=no_dwmesh``: torn): the shards' render masks must come from that mesh mode.
+
+    An ablation trained on shards prepared with another mesh silently trains the full method; the mode each render
+    mask was made with is stored per clip (``masking.mesh`` in the shard, ``mesh`` in index.jsonl).
+    """
+    want = cfg.data.get("mask_mesh")
+    shards = cfg.data.get("shards_dir")
+    if not want or not shards:
+        return
+    from ex4d.data.shards import INDEX_NAME, read_index, read_shard_meta
+
+    if not (Path(shards) / INDEX_NAME).is_file():
+        return  # the loader names the missing index
+    modes: dict[str, int] = {}
+    for rec in read_index(shards):
+        mode = rec["mesh"] if "mesh" in rec else read_shard_meta(Path(shards) / rec["file"]).get("masking", {}).get("mesh")
+        if mode is not None:
+            modes[mode] = modes.get(mode, 0) + 1
+    if set(modes) != {want}:
+        found = ", ".join(f"{n} clips with mesh={m}" for m, n in sorted(modes.items())) or "no render masks with a recorded mesh"
+        raise InputError(
+            f"data.mask_mesh={want}: the render masks of the shards in {shards} must all come from mesh={want}, found "
+            f"{found}. Prepare them with: python tools/prepare_data.py masking=mixed mesh={want} "
+            f"data.shards_dir={shards} (data.mask_mesh=null trains on them anyway)")
 
 
 def build_strategy(cfg: DictConfig):
@@ -187,7 +247,9 @@ def run_train(cfg: DictConfig) -> dict:
     check_shape(cfg.data)
     check_optimizer(cfg)
     resolve_compile_blocks(cfg)
+    check_training_device(cfg)
     prepare_if_missing(cfg)  # data=tiny: writes its own shards on a fresh clone (conf/data/tiny.yaml)
+    check_mask_mesh(cfg)
     check_shard_inputs(cfg)
     if cfg.trainer.get("use_distributed_sampler", False):
         raise InputError("trainer.use_distributed_sampler must be false: the shard loader splits clips across ranks "

@@ -37,3 +37,21 @@ def test_option_composes_and_instantiates(compose, config_name, group, option):
     obj = instantiate(cfg[group])
     assert obj is not None
     assert type(obj).__module__.startswith("ex4d."), type(obj)
+
+
+def test_renderer_composite_is_checked_and_left_out_of_the_shard_fingerprint(compose):
+    """renderer.composite changes colour only: masks (alpha) and so the shards' settings do not depend on it;
+    the mesh mode does. A bad value names the key."""
+    from hydra.errors import InstantiationException
+
+    from ex4d.runners.prepare_data import shard_settings
+    from ex4d.utils.errors import InputError
+
+    by_mask = shard_settings(compose("prepare_data", ["renderer=cpu", "renderer.composite=mask"]))
+    by_alpha = shard_settings(compose("prepare_data", ["renderer=cpu", "renderer.composite=unpremultiply"]))
+    assert by_mask == by_alpha and "composite" not in str(by_mask)
+    assert shard_settings(compose("prepare_data", ["renderer=cpu", "mesh=torn"])) != by_mask
+    for option in ("auto", "cpu", "nvdiffrast"):
+        assert instantiate(compose("infer", [f"renderer={option}"]).renderer).composite == "auto"
+        with pytest.raises((InputError, InstantiationException), match="renderer.composite"):
+            instantiate(compose("infer", [f"renderer={option}", "renderer.composite=over"]).renderer)

@@ -262,3 +262,32 @@ def test_vbench_quality_from_the_seven_dimensions(compose, tmp_path, tiny_source
     used = {v["key"]: v for v in res["weights"].values()}
     assert {"dino_vitb16", "clip_vitb32", "clip_vitl14", "laion_aesthetic", "musiq_spaq", "amt_s", "raft_large"} <= set(used)
     assert used["amt_s"]["check"] == "no check (sha256='')" and used["laion_aesthetic"]["check"].startswith("none:")
+
+
+@pytest.mark.slow
+def test_smoke_tables_of_two_camera_paths_differ(compose, tmp_path):
+    """The tiny smoke run's checkpoint=auto is a seeded random adapter (checkpoint=random), so the rendered colour
+    and mask of the camera path reach the generated videos: ref_30 and ref_180 give different videos and tables.
+    Control: with checkpoint=null (the zero adapter, an exact no-op) the two tables are identical, as every smoke
+    table used to be, so this test fails when the geometry does not reach the model."""
+    base = [*TINY, "benchmark=small_30", "metrics=tiny", f"paths.weights_dir={tmp_path}/no_weights", "n_boot=20",
+            f"generation_root={tmp_path / 'videos'}"]
+    cameras = {"ref_30": [], "ref_180": ["camera@benchmark.camera=ref_180"]}
+    res, tables = {}, {}
+    for adapter in ("auto", "null"):
+        for name, camera in cameras.items():
+            out = tmp_path / f"{adapter}_{name}"
+            res[adapter, name] = run_evaluate(compose("evaluate", [*base, *camera, f"checkpoint={adapter}",
+                                                                   f"output_dir={out}"]))
+            tables[adapter, name] = (out / "table.md").read_text()
+    a, b = res["auto", "ref_30"], res["auto", "ref_180"]
+    assert a["generation"]["checkpoint"] == b["generation"]["checkpoint"] == "random"
+    for vid in ("bikes", "carphone_pristine"):
+        va = read_video(f"{a['generation']['dir']}/{vid}/output.mp4")[0]
+        vb = read_video(f"{b['generation']['dir']}/{vid}/output.mp4")[0]
+        assert not np.array_equal(va, vb), vid
+    # metrics of the generated frames alone (not of the requested path) differ, and so do the tables
+    assert a["metrics"]["fid"]["value"] != b["metrics"]["fid"]["value"]
+    assert tables["auto", "ref_30"] != tables["auto", "ref_180"]
+    assert res["null", "ref_30"]["generation"]["checkpoint"] is None
+    assert tables["null", "ref_30"] == tables["null", "ref_180"]

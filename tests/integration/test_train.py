@@ -48,15 +48,43 @@ def _losses(run: str | Path, log: str = "csv") -> dict[int, float]:
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
 
+# Experiments that check what their shards' masks were made with (data.mask_mesh) train on matching tiny shards.
+EXPERIMENT_SHARDS = {"no_dwmesh": "tiny_torn_shards"}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_fast_dev_run(train_cfg, tmp_path, experiment):
+def test_every_experiment_fast_dev_run(compose, request, tmp_path, experiment):
     # python train.py experiment=<X> model=wan_tiny data=tiny trainer.fast_dev_run=true
     out = tmp_path / "run"
-    summary = run_train(train_cfg(out, f"experiment={experiment}", "trainer.fast_dev_run=true"))
+    shards = request.getfixturevalue(EXPERIMENT_SHARDS.get(experiment, "tiny_shards"))
+    summary = run_train(compose("train", ["model=wan_tiny", "data=tiny", f"data.shards_dir={shards}", f"output_dir={out}",
+                                          f"experiment={experiment}", "trainer.fast_dev_run=true"]))
     assert summary["global_step"] == 1 and summary["run_dir"] == str(out)
     assert (out / "config.yaml").is_file() and (out / "run.json").is_file() and (out / "summary.json").is_file()
     assert list((out / "samples").glob("step0000001_*.mp4")), "validation renders and writes a sample video"
     assert experiment in (out / "config.yaml").read_text()  # its tag
+
+
+def test_no_dwmesh_refuses_shards_whose_masks_are_not_from_torn_meshes(train_cfg, tmp_path, shards):
+    # the shared tiny shards hold tracking masks only (no render mask, no mesh): the ablation would train on them
+    # as if they were torn-mesh masks
+    with pytest.raises(InputError, match=r"data.mask_mesh=torn: .*found no render masks with a recorded mesh.*"
+                                         r"prepare_data.py masking=mixed mesh=torn"):
+        run_train(train_cfg(tmp_path / "run", "experiment=no_dwmesh", "trainer.fast_dev_run=true"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_mask_mesh_check_reads_the_index(compose, tmp_path):
+    from ex4d.runners.train import check_mask_mesh
+
+    (tmp_path / "index.jsonl").write_text("".join(
+        json.dumps({"clip_id": f"c{i}", "file": f"clips/c{i}.safetensors", "split": "train", "mesh": m}) + "\n"
+        for i, m in enumerate(["fixed", "fixed", None])))
+    cfg = compose("train", ["data=tiny", f"data.shards_dir={tmp_path}", "data.mask_mesh=torn"])
+    with pytest.raises(InputError, match="found 2 clips with mesh=fixed"):
+        check_mask_mesh(cfg)
+    check_mask_mesh(compose("train", ["data=tiny", f"data.shards_dir={tmp_path}", "data.mask_mesh=fixed"]))
+    check_mask_mesh(compose("train", ["data=tiny", f"data.shards_dir={tmp_path}"]))  # null: no check
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from ex4d.runners.train import build_callbacks, build_logger, build_strategy
@@ -75,6 +76,68 @@ def test_callbacks_construct(compose, tmp_path, option):
         assert names == {"ModelCheckpoint", "AdapterCheckpoint", "TrainingMonitor"}
         ckpt = next(c for c in callbacks if type(c).__name__ == "ModelCheckpoint")
         assert Path(ckpt.dirpath) == tmp_path / "checkpoints"
+
+
+def test_periodic_checkpoints_land_on_every_boundary_also_at_epoch_ends(compose, tmp_path):
+    """callbacks.model_checkpoint every 3 steps over 3-batch epochs: every boundary is an epoch's last batch, with
+    validation every 4 steps counted across epochs, as trainer=default counts it. All of 3, 6, 9 are saved."""
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
+    from torch.utils.data import DataLoader
+
+    class Boring(BoringModel):
+        def train_dataloader(self):
+            return DataLoader(RandomDataset(32, 3), batch_size=1)
+
+        def val_dataloader(self):
+            return DataLoader(RandomDataset(32, 2), batch_size=1)
+
+    cfg = compose("train", [f"output_dir={tmp_path}", "callbacks.model_checkpoint.every_n_train_steps=3",
+                            "callbacks.model_checkpoint.save_top_k=-1"])
+    ckpt = instantiate(cfg.callbacks.model_checkpoint)
+    trainer = L.Trainer(accelerator="cpu", max_steps=9, max_epochs=-1, val_check_interval=4,
+                        check_val_every_n_epoch=cfg.trainer.check_val_every_n_epoch, num_sanity_val_steps=0,
+                        callbacks=[ckpt], logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(Boring())
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "last.ckpt", "step_0000003.ckpt", "step_0000006.ckpt", "step_0000009.ckpt"]
+
+
+@pytest.mark.parametrize("model", ["wan_i2v_14b_480p", "wan_i2v_14b_random"])
+@pytest.mark.parametrize("trainer", ["cpu", "default"])
+def test_training_a_14b_model_without_a_gpu_is_refused_before_loading(compose, tmp_path, monkeypatch, model, trainer):
+    from ex4d.model import wan
+    from ex4d.runners.train import run_train
+    from ex4d.utils.errors import InputError
+
+    if trainer == "default" and torch.cuda.is_available():
+        pytest.skip("trainer=default trains on the GPU here")
+
+    def no_load(self):
+        raise AssertionError("weights loaded before the device check")
+
+    for loader in (wan.WanLoader, wan.RandomWanLoader, wan.TinyWanLoader):
+        monkeypatch.setattr(loader, "load", no_load)
+    cfg = compose("train", [f"model={model}", f"trainer={trainer}", "data=synthetic", f"output_dir={tmp_path / 'run'}"])
+    accelerator = "cpu" if trainer == "cpu" else "auto"
+    with pytest.raises(InputError, match=rf"model=ex4d\.model\.wan\.\w+ has a 16\.4 B-parameter DiT.*"
+                                         rf"trainer\.accelerator={accelerator}.*model=wan_tiny data=tiny trainer=cpu"):
+        run_train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+def test_cpu_check_lets_the_test_models_through(compose):
+    from ex4d.runners.train import check_training_device, training_on_cpu
+
+    cfg = compose("train", ["model=wan_tiny", "trainer=cpu"])
+    assert training_on_cpu(cfg.trainer)
+    check_training_device(cfg)  # tiny: fine
+    small = compose("train", ["model=wan_i2v_14b_random", "trainer=cpu", "+model.transformer.num_layers=1",
+                              "+model.transformer.num_attention_heads=2", "+model.transformer.attention_head_dim=12",
+                              "+model.transformer.ffn_dim=32", "+model.transformer.text_dim=16",
+                              "+model.transformer.added_kv_proj_dim=24", "+model.text_encoder.d_model=16"])
+    check_training_device(small)  # random weights at small shapes: fine
+    assert not training_on_cpu(compose("train", ["trainer=gpu"]).trainer) or not torch.cuda.is_available()
 
 
 def test_module_and_datamodule_construct_without_loading(compose, tmp_path):

@@ -70,6 +70,22 @@ def test_holes_are_the_wall_hidden_behind_the_box(renderer):
     assert far_left.float().mean() > 0.9 and box.all()
 
 
+def test_torn_round_trip_trusts_what_the_box_hides(renderer):
+    """mesh=torn (the reference's use_dwmesh=0, the "no DW-Mesh" ablation): the wall strip hidden behind the box
+    in the novel view comes back *trusted* (rays through the tear hit the cap), where DW-Mesh makes it a hole;
+    only what the novel view does not cover at all (its right edge here) stays a hole."""
+    frames, depth, K = _scene(step=True)
+    masks = {}
+    for mode in ("fixed", "torn"):
+        sample = _masker(renderer, 5.0, mesh=DWMeshBuilder(mode)).sample(frames, depth, K, torch.Generator().manual_seed(0))
+        assert sample.info["mesh"] == mode  # stored with every shard (train.py checks data.mask_mesh against it)
+        masks[mode] = sample.mask[0]
+    beside_box = (slice(18, 30), slice(13, 16))
+    assert (~masks["fixed"][beside_box]).float().mean() > 0.9 and masks["torn"][beside_box].all()
+    assert masks["torn"][3:-3, :40].all()  # every hole of the torn mask is out of the novel view (right edge)
+    assert (~masks["torn"]).float().mean() < 0.5 * (~masks["fixed"]).float().mean()
+
+
 def test_linear_schedule_starts_at_the_source_and_grows(renderer):
     frames, depth, K = _scene(T=3, step=True)
     m = _masker(renderer, 40.0, schedule="linear", full_first_frame=True)

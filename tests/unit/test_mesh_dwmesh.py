@@ -10,6 +10,7 @@ import torch
 from ex4d.cameras import intrinsics
 from ex4d.mesh import DWMeshBuilder, build_dwmesh, face_min_angle_deg, grid_faces
 from ex4d.mesh.dwmesh import _grid_bad_vertices
+from ex4d.utils.errors import InputError
 
 
 def _rgb(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -113,32 +114,61 @@ def test_colors_and_modes():
     assert (fixed.colors[0, ~bad, 3] == 1).all()
     # Every vertex of an invalid face has RGBA 0 (the invariant renderers rely on).
     assert (fixed.colors[0][fixed.faces[~fixed.face_valid[0]].long()] == 0).all()
-    # torn: same geometry and labels as fixed; invalid faces deleted.
-    assert torch.equal(torn.vertices, fixed.vertices) and torch.equal(torn.face_valid, fixed.face_valid)
-    assert torch.equal(torn.face_keep, torn.face_valid) and torch.equal(torn.colors, fixed.colors)
+    # torn (the reference's use_dwmesh=0): same geometry and angle labels as fixed, but the cap is labelled by
+    # the angle rule (kept), invalid faces are deleted and every vertex keeps its colour with alpha 1.
+    assert torch.equal(torn.vertices, fixed.vertices)
+    assert torch.equal(torn.face_valid[:, :-2], fixed.face_valid[:, :-2]) and torn.face_valid[0, -2:].all()
+    assert torch.equal(torn.face_keep, torn.face_valid)
+    assert torch.equal(torn.colors[0, :, :3], rgb.reshape(-1, 3).float() / 255.0) and (torn.colors[..., 3] == 1).all()
     assert torn.faces_of(0).shape[0] == int(torn.face_valid.sum())
-    assert torn.face_valid[0][torn.face_keep[0]].all()
+    assert torn.mode == "torn" and fixed.mode == "fixed" and parity.mode == "parity"
     # parity: vertices on integer pixel coordinates = fixed shifted by half a pixel (at each depth).
     z = fixed.vertices[0, :, 2:]
     assert torch.allclose(parity.vertices[0, :, :2], fixed.vertices[0, :, :2] - 0.5 * z / 500.0, atol=1e-5)
+    # torn on the reference's integer-pixel geometry is its use_dwmesh=0 mesh face for face: parity's vertices,
+    # the faces parity labels valid, untouched colours.
+    ref_torn = build_dwmesh(rgb, d, K, mode="torn", pixel_center=False)
+    assert torch.equal(ref_torn.vertices, parity.vertices) and torch.equal(ref_torn.face_keep, parity.face_valid)
+    assert torch.equal(ref_torn.colors, torn.colors)
+    assert DWMeshBuilder("torn", pixel_center=False).pixel_center is False and DWMeshBuilder("parity").pixel_center is False
+    assert torch.equal(DWMeshBuilder("torn", pixel_center=False)(rgb, d, K).vertices, parity.vertices)
+
+
+def test_torn_keeps_the_cap_and_deletes_only_slivers_hand_checked():
+    """A 5 x 6 plane at z = 2 whose one-pixel border ring is pushed to z = 100 (hand-countable).
+
+    Slivers are exactly the faces joining a ring vertex (z = 100) to an interior one (z = 2). What stays:
+    the 6 interior quads (12 faces), the two all-ring corner triangles (planar at z = 100: T1 of quad (0, 0),
+    T2 of quad (3, 4)) and both cap faces: 16 of 42. Every vertex keeps alpha 1 (the reference blanks none).
+    """
+    h, w = 5, 6
+    q = (h - 1) * (w - 1)  # 20 quads; T1 of quad (v, u) is face v (w-1) + u, T2 is q + v (w-1) + u
+    mesh = build_dwmesh(_rgb(1, h, w), torch.full((1, h, w), 2.0), intrinsics(h, w), mode="torn")
+    interior_quads = [v * (w - 1) + u for v in (1, 2) for u in (1, 2, 3)]
+    expected = sorted(interior_quads + [q + i for i in interior_quads] + [0, q + 3 * (w - 1) + 4, 2 * q, 2 * q + 1])
+    assert torch.nonzero(mesh.face_keep[0]).flatten().tolist() == expected
+    assert (mesh.colors[0, :, 3] == 1).all()
+    fixed = build_dwmesh(_rgb(1, h, w), torch.full((1, h, w), 2.0), intrinsics(h, w), mode="fixed")
+    assert fixed.face_keep is None and not fixed.face_valid[0, -2:].any()  # DW-Mesh: kept as walls, cap too
+    assert int(fixed.face_valid[0].sum()) == 16 - 2
 
 
 def test_parity_cap_keeps_two_corners():
     """Reference quirk: in parity mode the cap is labelled by angle only (valid), and its corners (0, 0)
     and (H-1, W-1) touch only border-ring faces (planar at z = 100), so they keep alpha; the other two
-    corners touch skirt slivers and lose it. fixed / torn: the cap is a wall, every corner loses alpha."""
+    corners touch skirt slivers and lose it. fixed: the cap is a wall, every corner loses alpha. torn (the
+    reference's use_dwmesh=0): the cap is kept and no vertex loses alpha."""
     h, w = 10, 14
     d = torch.full((1, h, w), 3.0)
     corners = [0, w - 1, (h - 1) * w, h * w - 1]
     parity = build_dwmesh(_rgb(1, h, w), d, intrinsics(h, w), mode="parity")
     assert parity.face_valid[0, -2:].all()
     assert parity.colors[0, corners, 3].tolist() == [1.0, 0.0, 0.0, 1.0]
-    for mode in ("fixed", "torn"):
-        mesh = build_dwmesh(_rgb(1, h, w), d, intrinsics(h, w), mode=mode)
-        assert not mesh.face_valid[0, -2:].any()
-        assert mesh.colors[0, corners, 3].tolist() == [0.0, 0.0, 0.0, 0.0]
+    fixed = build_dwmesh(_rgb(1, h, w), d, intrinsics(h, w), mode="fixed")
+    assert not fixed.face_valid[0, -2:].any()
+    assert fixed.colors[0, corners, 3].tolist() == [0.0, 0.0, 0.0, 0.0]
     torn = build_dwmesh(_rgb(1, h, w), d, intrinsics(h, w), mode="torn")
-    assert not torn.face_keep[0, -2:].any()
+    assert torn.face_keep[0, -2:].all() and torn.colors[0, corners, 3].tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_frames_are_independent_and_builder_matches():
@@ -153,5 +183,7 @@ def test_frames_are_independent_and_builder_matches():
         assert torch.equal(one.face_valid, batch.face_valid[i : i + 1])
     via_builder = DWMeshBuilder("fixed")(rgb, d, K)
     assert torch.equal(via_builder.colors, batch.colors)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(InputError, match="mesh.mode"):
         build_dwmesh(rgb, d, K, mode="nope")
+    with pytest.raises(InputError, match="mesh.pixel_center"):
+        DWMeshBuilder("torn", pixel_center="yes")

@@ -45,6 +45,20 @@ def test_lora_options_match_the_schema():
     assert (r64.rank, r64.alpha, r64.targets) == (64, 64.0, r16.targets)
 
 
+def test_lora_alpha_follows_the_rank_unless_set(compose):
+    """lora.rank=64 alone keeps the released scale alpha / rank = 1 (it used to keep alpha 16: scale 0.25)."""
+    for option in ("r16", "r64"):
+        for rank in (4, 64):
+            lora = instantiate(compose("train", [f"lora={option}", f"lora.rank={rank}"]).lora)
+            assert (lora.rank, lora.alpha, lora.scale) == (rank, float(rank), 1.0)
+    lora = instantiate(compose("train", ["lora.rank=64", "lora.alpha=16"]).lora)  # set: kept
+    assert (lora.alpha, lora.scale) == (16.0, 0.25)
+    assert LoraSettings(rank=8).alpha == 8.0 and LoraSettings(rank=8, alpha=2).scale == 0.25
+    assert instantiate(compose("infer", ["lora.rank=32"]).lora).scale == 1.0
+    with pytest.raises(InputError, match="lora.alpha"):
+        LoraSettings(rank=8, alpha=0)
+
+
 def test_bad_lora_value_fails_at_instantiation():
     with pytest.raises((InputError, InstantiationException), match="lora.rank"):  # hydra wraps it
         _load("lora", "r16", rank=0)

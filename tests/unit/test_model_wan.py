@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from ex4d.model.wan import (
+    WAN_I2V_14B_DIT_PARAMETERS,
     WAN_I2V_14B_TRANSFORMER_CONFIG,
+    RandomWanLoader,
     TinyWanLoader,
     WanLoader,
     build_tiny_wan,
@@ -54,7 +56,15 @@ def test_tiny_tokenizer_appends_eos_and_pads_to_512():
 def test_14b_shape_on_meta_has_16_39b_parameters():
     m = build_wan_transformer_meta()
     assert next(m.parameters()).device.type == "meta"
-    assert sum(p.numel() for p in m.parameters()) == 16_394_878_784
+    assert sum(p.numel() for p in m.parameters()) == 16_394_878_784 == WAN_I2V_14B_DIT_PARAMETERS
+    # what the loaders report without loading (train.py refuses CPU training above 2 B)
+    assert WanLoader("/nowhere").dit_parameters() == RandomWanLoader().dit_parameters() == WAN_I2V_14B_DIT_PARAMETERS
+    tiny = TinyWanLoader()
+    assert tiny.dit_parameters() == sum(p.numel() for p in tiny.load().transformer.parameters())
+    small = RandomWanLoader(transformer={"num_layers": 1, "num_attention_heads": 2, "attention_head_dim": 12,
+                                         "ffn_dim": 32, "text_dim": 16, "image_dim": 16, "added_kv_proj_dim": 24},
+                            text_encoder={"d_model": 16})
+    assert 0 < small.dit_parameters() < 1e6
 
 
 def test_local_diffusers_folder_loads(tmp_path):

@@ -7,8 +7,16 @@ import pickle
 import pytest
 import torch
 
-from ex4d.render import MASK_THRESHOLD, CpuRenderer, NvdiffrastRenderer, finalize_rgba, make_renderer
+from ex4d.render import (
+    MASK_THRESHOLD,
+    CpuRenderer,
+    NvdiffrastRenderer,
+    finalize_rgba,
+    make_renderer,
+    resolve_composite,
+)
 from ex4d.render.nvdiffrast_backend import clip_from_camera
+from ex4d.utils.errors import InputError
 
 
 def test_finalize_threshold_and_black_holes():
@@ -34,6 +42,57 @@ def test_finalize_replaces_frame_zero_with_source():
     assert (rgba == 0).all()  # input untouched
     res_f = finalize_rgba(rgba, src.float() / 255.0)  # float sources in [0, 1] too
     assert torch.equal(res_f.color[0], res.color[0])
+
+
+def test_composite_unpremultiply_recovers_the_valid_vertex_colour():
+    """A face with two valid vertices (rgb c, alpha 1) and one wall vertex (RGBA 0) interpolates to (w c, w) with
+    w the valid weight: "mask" keeps the darkened w c, "unpremultiply" gives c back; the mask is the same."""
+    c = torch.tensor([0.8, 0.4, 0.2])
+    w = torch.tensor([1.0, 0.75, 0.5, 0.3])  # the last is below the threshold: a hole either way
+    rgba = torch.cat([w[:, None] * c, w[:, None]], dim=-1).reshape(1, 1, 4, 4)
+    by_mask, unpre = finalize_rgba(rgba, composite="mask"), finalize_rgba(rgba, composite="unpremultiply")
+    assert torch.equal(by_mask.mask, unpre.mask) and by_mask.mask[0, 0].tolist() == [True, True, True, False]
+    assert torch.allclose(by_mask.color[0, 0, :3], w[:3, None] * c)
+    assert torch.allclose(unpre.color[0, 0, :3], c.expand(3, 3))
+    assert (unpre.color[0, 0, 3] == 0).all() and (by_mask.color[0, 0, 3] == 0).all()
+    # wherever alpha is 1 the two agree exactly (torn meshes, interiors of DW-Meshes)
+    assert torch.equal(by_mask.color[0, 0, 0], unpre.color[0, 0, 0])
+    with pytest.raises(InputError, match="renderer.composite"):
+        finalize_rgba(rgba, composite="divide")
+
+
+def test_renderer_composite_auto_follows_the_mesh_mode():
+    """auto = the reference's rgb * M for parity meshes, unpremultiply otherwise (docs/fidelity.md)."""
+    assert resolve_composite("auto", "parity") == "mask"
+    assert resolve_composite("auto", "fixed") == resolve_composite("auto", "torn") == "unpremultiply"
+    assert resolve_composite("mask", "fixed") == "mask" and resolve_composite("unpremultiply", "parity") == "unpremultiply"
+    # End to end on the CPU renderer: a step edge seen from a moved camera has darkened trusted pixels with mask.
+    from ex4d.cameras import intrinsics
+    from ex4d.mesh import build_dwmesh
+
+    h, w = 16, 24
+    rgb = torch.full((1, h, w, 3), 200, dtype=torch.uint8)
+    depth = torch.full((1, h, w), 4.0)
+    depth[:, :, : w // 2] = 2.0
+    K = intrinsics(h, w, focal_px=20.0)
+    w2c = torch.eye(4, dtype=torch.float64)[None]
+    w2c[0, 0, 3] = -0.3
+    results = {}
+    for mode in ("fixed", "parity"):
+        mesh = build_dwmesh(rgb, depth, K, mode=mode)
+        for comp in ("auto", "mask", "unpremultiply"):
+            results[mode, comp] = CpuRenderer(num_threads=1, composite=comp).render(mesh, w2c, K)
+    for mode in ("fixed", "parity"):
+        trusted = results[mode, "mask"].mask
+        assert torch.equal(trusted, results[mode, "unpremultiply"].mask) and trusted.any()
+        assert (results[mode, "mask"].color[trusted] < 200 / 255 - 1e-3).any()  # darkened edge pixels
+        assert torch.allclose(results[mode, "unpremultiply"].color[trusted], torch.tensor(200 / 255))
+    assert torch.equal(results["parity", "auto"].color, results["parity", "mask"].color)
+    assert torch.equal(results["fixed", "auto"].color, results["fixed", "unpremultiply"].color)
+    with pytest.raises(InputError, match="renderer.composite"):
+        CpuRenderer(composite="over")
+    with pytest.raises(InputError, match="renderer.composite"):
+        make_renderer("cpu", composite="over")
 
 
 def test_make_renderer_and_lazy_gpu_backend():

@@ -126,34 +126,34 @@ def test_translated_camera_disocclusion_on_correct_side(renderer, direction):
         assert all(abs(h + 0.5 - near_edge) <= 1.5 for h in holes.tolist())  # only the edge fade
 
 
-def test_torn_mesh_has_no_walls_and_renders_holes(renderer):
+def test_torn_mesh_shows_the_cap_through_its_tears(renderer):
     """A thin near strip in front of a far plane, seen from a camera moved right.
 
-    fixed: the walls from the strip to its slit in the far plane hide the far columns the strip
-    used to cover *and* some that the source did see. torn: no walls; the slit renders as a hole
-    (nothing behind it) and far content that the walls hid becomes visible.
+    fixed (DW-Mesh): the walls from the strip to its slit in the far plane hide the far columns the strip
+    used to cover *and* some that the source did see: holes. torn (the reference's use_dwmesh=0): the walls
+    are deleted but the back cap and every vertex alpha stay, so rays through the slit hit the cap at
+    z = 100 and come back *trusted*, coloured by the cap's corners (made pure red here, so the cap is red).
     """
     Hs, Ws = 24, 64
     rgb, depth, K = _step_scene(0, height=Hs, width=Ws)
+    rgb[0, [0, 0, -1, -1], [0, -1, 0, -1]] = torch.tensor([1.0, 0.0, 0.0])  # the cap's four corners
     depth[:, :, 30:33] = 2.0  # 3 px strip at z = 2 in front of z = 4
     fixed = build_dwmesh(rgb, depth, K, mode="fixed")
     torn = build_dwmesh(rgb, depth, K, mode="torn")
-    assert torn.face_keep is not None and torch.equal(torn.face_keep, torn.face_valid)
-    kept = torn.faces_of(0)
-    assert kept.shape[0] == int(torn.face_valid[0].sum()) < torn.faces.shape[0]
-    assert torn.face_valid[0][torn.face_keep[0]].all()  # no invalid face left
-    assert not torn.face_keep[0, -2:].any()  # the back cap is deleted too
+    assert torn.face_keep[0, -2:].all() and (torn.colors[..., 3] == 1).all()  # cap kept, all vertices valid
+    assert torn.faces_of(0).shape[0] == int(torn.face_valid[0].sum()) < torn.faces.shape[0]
     b = 0.06  # strip moves 15 px left, far plane 7.5 px: parallax 7.5 px > strip width
     w2c = translation(-b)
     m_fixed = renderer.render(fixed, w2c, K).mask[0, 3:-3]
-    rgba_torn = renderer.rasterize_rgba(torn, w2c, K, Hs, Ws)
-    m_torn = rgba_torn[0, 3:-3, :, 3] > 125 / 255
-    # The slit (source columns 30..32 of the far plane) lands at u = col - 7.5: nothing behind it.
+    rgba_torn = renderer.rasterize_rgba(torn, w2c, K, Hs, Ws)[0, 3:-3]
+    m_torn = rgba_torn[..., 3] > 125 / 255
+    # The slit (source columns 30..32 of the far plane) lands at u = col - 7.5: the cap, red and trusted.
     slit = slice(23, 25)
-    assert (rgba_torn[0, 3:-3, slit] == 0).all()
-    assert not m_torn[:, slit].any() and not m_fixed[:, slit].any()
-    revealed = m_torn & ~m_fixed
-    assert revealed.any(dim=1).all()  # every row: far content visible only without walls
+    assert torch.allclose(rgba_torn[:, slit], torch.tensor([1.0, 0.0, 0.0, 1.0]), atol=1e-6)
+    assert m_torn[:, slit].all() and not m_fixed[:, slit].any()
+    # At the right side the moved camera looks past the source frustum: the skirt (walls) in fixed, deleted in
+    # torn, where the cap behind it is trusted again.
+    assert m_torn[:, 56:62].all() and not m_fixed[:, 56:62].any()
     assert not (m_fixed & ~m_torn).any()  # deleting walls never hides anything
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ex4d.model.adapter import LoraSettings, build_ex4d_transformer
+from ex4d.model.adapter import LoraSettings, build_ex4d_transformer, randomize_adapter_
 from ex4d.model.checkpoint import save_adapter
 from ex4d.model.wan import TinyWanLoader, build_tiny_wan
 from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings, build_generator, generate
@@ -163,6 +163,35 @@ def test_missing_weights_lists_absent_files(tmp_path):
     assert missing_weights(TinyWanLoader(), None) == []
     missing = missing_weights(WanLoader(str(tmp_path / "wan")), tmp_path / "EX-4D" / "ex4d.ckpt")
     assert str(tmp_path / "EX-4D" / "ex4d.ckpt") in missing and len(missing) >= 2
+
+
+@pytest.mark.slow
+def test_checkpoint_random_makes_the_geometry_reach_the_output(caplog):
+    """checkpoint=random: a seeded non-zero adapter (TEST / BENCHMARK ONLY), so two renders of different camera paths
+    (same first frame) give different videos, which is what lets a smoke run show wiring errors. checkpoint=None
+    stays the zero adapter, an exact no-op: the same two renders give the same video."""
+    from ex4d.pipelines.generate import RANDOM_ADAPTER, missing_weights
+
+    rng = torch.Generator().manual_seed(0)
+    colour = torch.randint(0, 256, (T, H, W, 3), dtype=torch.uint8, generator=rng).numpy()
+    mask = torch.ones(T, H, W, dtype=torch.bool).numpy()
+    colour2, mask2 = colour.copy(), mask.copy()
+    mask2[1:, :, W // 2 :] = False  # a disocclusion on the right from frame 1 on
+    colour2[~mask2] = 0
+    lora = LoraSettings(rank=4, alpha=4)
+    zero = build_generator(TinyWanLoader(), lora, None, FAST, device="cpu")
+    assert not zero.model.encoder.latent_patch_embedding.weight.any()
+    assert torch.equal(zero(colour, mask), zero(colour2, mask2))
+    with caplog.at_level("WARNING"):
+        rand = build_generator(TinyWanLoader(), lora, RANDOM_ADAPTER, FAST, device="cpu")
+    assert "RANDOM adapter (TEST / BENCHMARK ONLY" in caplog.text
+    assert rand.model.encoder.latent_patch_embedding.weight.any()
+    assert all(p.any() for p in rand.model.lora_parameters().values())
+    out, out2 = rand(colour, mask), rand(colour2, mask2)
+    assert (out != out2).float().mean() > 0.01  # the geometry inputs move the output
+    assert missing_weights(TinyWanLoader(), RANDOM_ADAPTER) == []
+    randomize_adapter_(zero.model, seed=TinyWanLoader().seed)  # seeded: the loader's seed
+    assert all(torch.equal(a, b) for a, b in zip(rand.model.adapter_parameters(), zero.model.adapter_parameters()))
 
 
 def test_predict_loop_over_two_videos(video):
