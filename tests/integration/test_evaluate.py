@@ -271,7 +271,7 @@ def test_smoke_tables_of_two_camera_paths_differ(compose, tmp_path):
     Control: with checkpoint=null (the zero adapter, an exact no-op) the two tables are identical, as every smoke
     table used to be, so this test fails when the geometry does not reach the model."""
     base = [*TINY, "benchmark=small_30", "metrics=tiny", f"paths.weights_dir={tmp_path}/no_weights", "n_boot=20",
-            f"generation_root={tmp_path / 'videos'}"]
+            f"generation_root={tmp_path / 'videos'}", "allow_skip=true"]  # (no weights here for the real-network metrics)
     cameras = {"ref_30": [], "ref_180": ["camera@benchmark.camera=ref_180"]}
     res, tables = {}, {}
     for adapter in ("auto", "null"):
