@@ -58,8 +58,11 @@ def recon_memory_bytes(num_frames: int, height: int, width: int, chunk_size: int
 
 
 def check_recon_options(chunk_size=8, fps=30.0, save_meshes="none", mesh_format="ply", contact_columns=8,
-                        replace_first_frame=True) -> None:
+                        replace_first_frame=True, export=()) -> None:
     """Check the ``recon.*`` keys of ``conf/infer.yaml`` before any work; InputError names the key."""
+    from ex4d.pipelines.export import check_export_formats
+
+    check_export_formats(export, "recon.export")
     check_int(chunk_size, "recon.chunk_size", minimum=1)
     check_number(fps, "recon.fps", positive=True)
     check_choice(save_meshes, "recon.save_meshes", SAVE_MESHES)

@@ -88,6 +88,10 @@ def run_recon(cfg: DictConfig, source: str, out_dir: Path, pipe: ReconPipeline |
     seconds = time.perf_counter() - t0
     files = save_recon(result, out_dir, camera_name=camera_name(cfg), fps=cfg.recon.fps,
                        mesh_format=cfg.recon.mesh_format, contact_columns=cfg.recon.contact_columns)
+    if cfg.recon.get("export"):  # COLMAP model / glTF / PLY for other tools (ex4d.pipelines.export)
+        from ex4d.pipelines.export import export_run
+
+        files.update(export_run(out_dir, cfg.recon.export, mesh_builder=pipe.mesh))
     return {"seconds": seconds, "frames": clip.num_frames, "size": [clip.height, clip.width],
             "mask_coverage": float(result.mask.mean()), "files": {k: str(Path(v).name) for k, v in files.items()}}
 

@@ -20,7 +20,7 @@ from ex4d.utils.device import resolve_device
 from ex4d.utils.errors import InputError, MissingWeightsError
 
 # What each key of conf/infer.yaml's recon group is called in check_recon_options.
-RECON_KEYS = ("chunk_size", "fps", "save_meshes", "mesh_format", "contact_columns", "replace_first_frame")
+RECON_KEYS = ("chunk_size", "fps", "save_meshes", "mesh_format", "contact_columns", "replace_first_frame", "export")
 
 
 def instantiate_checked(node):
