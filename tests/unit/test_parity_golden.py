@@ -17,7 +17,6 @@ import hashlib
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from ex4d.cameras import intrinsics
