@@ -22,7 +22,7 @@ chain of windows of exactly that many frames:
 Every window uses the same sampler settings and seed (the noise is the same tensor each time, as the
 frame count is); the mask erosion is drawn per window from the same seed.
 
-Limits (also in README and docs/long_videos.md):
+Limits (also in the README and docs/cameras.md):
 
 * **drift**: each window sees only the previous window's last frames, not the source video's first frame
   (except through the render, which is the source's own colour where the mesh is trusted); content that
