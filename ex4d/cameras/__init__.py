@@ -11,6 +11,10 @@ Convention (everything inside ``ex4d`` uses it; conversions happen only at the e
   Continuous pixel coordinates put the *corner* of the image at (0, 0), so the centre of pixel
   (row v, column u) is at (u + 0.5, v + 0.5). The reference sets fx = fy = 500 px and
   (cx, cy) = (W/2, H/2) at every resolution.
+* **Intrinsics per frame**: a path whose focal length changes over time (a zoom) has ``K_T33``, shape
+  ``(N, 3, 3)``, row i the ``K`` of frame i. Where every frame shares one ``K`` it is carried (and written
+  to files) as one ``(3, 3)`` matrix: the compact form, :func:`shared_intrinsics`. The source camera
+  (the depth maps' ``K``) is always one ``(3, 3)``.
 * **Images** are ``(H, W, C)``; row 0 is the top of the image.
 
 Edges that speak another convention:
@@ -19,7 +23,7 @@ Edges that speak another convention:
 * reference ``camera_<cam>.npz`` files: ``extrinsics = diag(1, -1, -1, 1) @ w2c`` (the reference stores
   its look-at matrix with rows 0..2 negated, OpenGL style), see ``ex4d.cameras.io``.
 
-Camera paths: ``ex4d.cameras.trajectories`` (reference presets, orbits, dolly, files; pivot at
+Camera paths: ``ex4d.cameras.trajectories`` (reference presets, orbits, dolly, zooms, files; pivot at
 (0, 0, min_depth + 0.15)); pictures of a path: ``ex4d.cameras.plot``.
 """
 
@@ -28,16 +32,20 @@ from ex4d.cameras.core import (
     camera_centers,
     intrinsics,
     look_at,
+    per_frame_intrinsics,
     project,
+    shared_intrinsics,
     unproject_depth,
     w2c_to_c2w,
 )
 
-from ex4d.cameras.io import load_reference_npz, load_w2c, save_cameras_json, save_reference_npz
+from ex4d.cameras.io import load_intrinsics, load_reference_npz, load_w2c, save_cameras_json, save_reference_npz
 from ex4d.cameras.trajectories import (
     Arc,
     Dolly,
+    DollyZoom,
     FileTrajectory,
+    FocalZoom,
     Orbit,
     ReferenceLoop180,
     ReferenceOrbit,
@@ -48,11 +56,14 @@ from ex4d.cameras.trajectories import (
 __all__ = [
     "Arc",
     "Dolly",
+    "DollyZoom",
     "FileTrajectory",
+    "FocalZoom",
     "Orbit",
     "ReferenceLoop180",
     "ReferenceOrbit",
     "Trajectory",
+    "load_intrinsics",
     "load_reference_npz",
     "load_w2c",
     "save_cameras_json",
@@ -62,7 +73,9 @@ __all__ = [
     "camera_centers",
     "intrinsics",
     "look_at",
+    "per_frame_intrinsics",
     "project",
+    "shared_intrinsics",
     "unproject_depth",
     "w2c_to_c2w",
 ]

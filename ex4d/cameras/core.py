@@ -91,7 +91,7 @@ def project(points: Tensor, K: Tensor, w2c: Tensor | None = None) -> tuple[Tenso
 
     Args:
         points: (..., P, 3) world points.
-        K: (3, 3) intrinsics.
+        K: (3, 3) intrinsics, or (..., 3, 3) one per leading index (e.g. ``K_T33`` with points (T, P, 3)).
         w2c: optional (..., 4, 4) pose; identity when None.
 
     Returns:
@@ -103,5 +103,31 @@ def project(points: Tensor, K: Tensor, w2c: Tensor | None = None) -> tuple[Tenso
         pts = pts @ w2c[..., :3, :3].transpose(-1, -2) + w2c[..., None, :3, 3]
     z = pts[..., 2]
     K = K.to(points.dtype)
-    uv = torch.stack([K[0, 0] * pts[..., 0] / z + K[0, 2], K[1, 1] * pts[..., 1] / z + K[1, 2]], dim=-1)
+    fx, cx, fy, cy = (K[..., i, j, None] for i, j in ((0, 0), (0, 2), (1, 1), (1, 2)))  # (..., 1)
+    uv = torch.stack([fx * pts[..., 0] / z + cx, fy * pts[..., 1] / z + cy], dim=-1)
     return uv, z
+
+
+def per_frame_intrinsics(K: Tensor, num_frames: int) -> Tensor:
+    """``K_T33`` (N, 3, 3): a shared (3, 3) ``K`` repeated for every frame, or a per-frame one as given.
+
+    Raises:
+        ValueError: a per-frame ``K`` whose count is not ``num_frames`` (callers that read user input check
+            the count first, naming their key).
+    """
+    if K.ndim == 2:
+        return K.expand(num_frames, 3, 3).clone()
+    if K.shape != (num_frames, 3, 3):
+        raise ValueError(f"K: expected (3, 3) or ({num_frames}, 3, 3), got {tuple(K.shape)}")
+    return K
+
+
+def shared_intrinsics(K_T33: Tensor) -> Tensor:
+    """The compact form of per-frame intrinsics: one (3, 3) ``K`` when every frame has the same (bit for bit),
+    else ``K_T33`` (N, 3, 3) unchanged. Files and renderers take this form, so a path with one K keeps exactly
+    the single-K code paths and file layouts it had before per-frame intrinsics existed."""
+    if K_T33.ndim == 2:
+        return K_T33
+    if bool((K_T33 == K_T33[:1]).all()):
+        return K_T33[0].clone()
+    return K_T33

@@ -1,7 +1,8 @@
 """Camera path files: the reference ``camera_<cam>.npz`` and our JSON, both validated on load.
 
 Everything returned here is in the project convention (``ex4d.cameras``): OpenCV axes, float64
-world-to-camera ``w2c`` (N, 4, 4), ``K`` (3, 3). The one foreign convention is the reference npz:
+world-to-camera ``w2c`` (N, 4, 4), ``K`` (3, 3) or, for a path whose focal length changes, ``K_T33``
+(N, 3, 3). The one foreign convention is the reference npz:
 
 * The reference look-at builds ``R_ref = [s; u; f]`` (s = normalize(f x (0, 1, 0)), u = s x f), a
   mirrored frame with det -1. Its renderer negates rows 0..2 of that matrix *in place* before the
@@ -17,6 +18,12 @@ File formats read by :func:`load_w2c` (used by ``FileTrajectory``):
   ignored, so a file written by :func:`save_cameras_json` loads as a trajectory too.
 * ``.npz``: arrays ``w2c`` or ``c2w`` (N, 4, 4), or the reference's ``extrinsics``.
 
+Intrinsics in a file (``"K"`` in ours, ``intrinsics`` in the reference's; :func:`load_intrinsics`) are one
+(3, 3) matrix for the whole path or one per pose, (N, 3, 3). The writers (:func:`save_cameras_json`,
+:func:`save_reference_npz`) store one (3, 3) when every frame has the same ``K``, exactly as the reference
+format does, and (N, 3, 3) otherwise: a reader that only knows the single-``K`` layout then fails on the
+shape instead of silently using frame 0's focal length for every frame.
+
 Every problem with a file raises :class:`ex4d.utils.errors.InputError` naming the file.
 """
 
@@ -30,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ex4d.cameras.core import w2c_to_c2w
+from ex4d.cameras.core import per_frame_intrinsics, shared_intrinsics, w2c_to_c2w
 from ex4d.utils.errors import InputError
 
 # diag(1, -1, -1, 1): OpenCV camera frame <-> the reference's stored (OpenGL) camera frame.
@@ -48,9 +55,14 @@ class CameraSet(NamedTuple):
     """What :func:`load_cameras_json` returns."""
 
     w2c: Tensor  # (N, 4, 4) float64
-    K: Tensor  # (3, 3) float64
+    K: Tensor  # (3, 3) float64 shared by every frame, or (N, 3, 3) one per frame (as stored)
     height: int
     width: int
+
+    @property
+    def K_T33(self) -> Tensor:
+        """(N, 3, 3) float64, one ``K`` per frame."""
+        return per_frame_intrinsics(self.K, self.w2c.shape[0])
 
 
 def w2c_to_reference_extrinsics(w2c: Tensor) -> Tensor:
@@ -125,6 +137,30 @@ def validate_K(K, source: str, what: str = "K") -> Tensor:
     return arr
 
 
+def validate_intrinsics(K, source: str, what: str = "K", num_frames: int | None = None) -> Tensor:
+    """Check intrinsics that may change per frame: one (3, 3) ``K`` or ``K_T33`` (N, 3, 3), each matrix as
+    :func:`validate_K` checks it; N must equal ``num_frames`` when given. Returns float64 in the given shape.
+
+    Raises:
+        InputError: naming ``source`` and ``what``: wrong shape, a per-frame count that is not the path's
+            frame count, a malformed matrix (with its frame index).
+    """
+    try:
+        arr = torch.as_tensor(np.asarray(K, dtype=np.float64))
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{source}: '{what}' is not a numeric (3, 3) or (N, 3, 3) array ({e})") from e
+    if arr.shape == (3, 3):
+        return validate_K(arr, source, what)
+    if arr.ndim != 3 or arr.shape[1:] != (3, 3) or arr.shape[0] < 1:
+        raise InputError(f"{source}: '{what}' must have shape (3, 3) or (N, 3, 3), got {tuple(arr.shape)}")
+    if num_frames is not None and arr.shape[0] != num_frames:
+        raise InputError(f"{source}: '{what}' has {arr.shape[0]} per-frame matrices but the path has {num_frames} "
+                         "frames; give one (3, 3) K for the whole path or exactly one per frame")
+    for i in range(arr.shape[0]):
+        validate_K(arr[i], source, f"{what}[{i}]")
+    return arr
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: camera file not found")
@@ -191,10 +227,10 @@ def load_w2c(path: str | Path, convention: str = "auto") -> Tensor:
     key = CONVENTION_KEYS[convention]
     if key not in data:
         raise InputError(f"{path}: missing key '{key}' (convention '{convention}'); got keys {sorted(data)}")
-    for k_key in ("K", "intrinsics"):  # not used for the path, but a broken K means a broken file
-        if k_key in data:
-            validate_K(data[k_key], str(path), k_key)
     poses = validate_w2c(data[key], str(path), key)
+    for k_key in ("K", "intrinsics"):  # read by load_intrinsics; a broken K means a broken file either way
+        if k_key in data:
+            validate_intrinsics(data[k_key], str(path), k_key, poses.shape[0])
     if convention == "w2c":
         w2c = poses
         if "c2w" in data:  # our own JSON carries both: a mismatch means a hand-edited or buggy file
@@ -208,21 +244,41 @@ def load_w2c(path: str | Path, convention: str = "auto") -> Tensor:
     return w2c
 
 
+def load_intrinsics(path: str | Path) -> Tensor | None:
+    """The intrinsics a camera file carries, validated against its pose count; None when it has none.
+
+    Reads ``K`` (our JSON / npz) or ``intrinsics`` (the reference npz); when both are present they must be
+    equal. Returns (3, 3) or (N, 3, 3) float64, as stored.
+    """
+    path = Path(path)
+    data = _read_any(path)
+    key = next((c for c in ("w2c", "c2w", "extrinsics") if c in data), None)
+    n = None if key is None else validate_w2c(data[key], str(path), key).shape[0]
+    found = {k: validate_intrinsics(data[k], str(path), k, n) for k in ("K", "intrinsics") if k in data}
+    if not found:
+        return None
+    if len(found) == 2 and not (found["K"].shape == found["intrinsics"].shape
+                                and torch.equal(found["K"], found["intrinsics"])):
+        raise InputError(f"{path}: 'K' and 'intrinsics' are both present but differ")
+    return next(iter(found.values()))
+
+
 def save_reference_npz(path: str | Path, w2c: Tensor, K: Tensor) -> Path:
     """Write a reference-format ``camera_<cam>.npz``.
 
     Args:
         path: output file (``.npz``); parent folders are created.
         w2c: (N, 4, 4) OpenCV world-to-camera poses.
-        K: (3, 3) intrinsics.
+        K: (3, 3) intrinsics, or ``K_T33`` (N, 3, 3) one per frame.
 
-    Stored: ``extrinsics = diag(1, -1, -1, 1) @ w2c`` and ``intrinsics = K``, compressed, float64 (the
-    reference writes float32; float64 makes :func:`load_reference_npz` an exact round trip, and readers
-    of the reference format accept either).
+    Stored: ``extrinsics = diag(1, -1, -1, 1) @ w2c`` and ``intrinsics``: one (3, 3) ``K`` when every frame
+    has the same (the reference layout), else (N, 3, 3); compressed, float64 (the reference writes float32;
+    float64 makes :func:`load_reference_npz` an exact round trip, and readers of the reference format accept
+    either).
     """
     path = Path(path)
     w2c = validate_w2c(w2c, str(path), "w2c")
-    K = validate_K(K, str(path), "K")
+    K = shared_intrinsics(validate_intrinsics(K, str(path), "K", w2c.shape[0]))
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = w2c_to_reference_extrinsics(w2c).numpy()
     # np.savez_compressed appends ".npz" to names without it; open the file ourselves to keep `path`.
@@ -235,10 +291,12 @@ def load_reference_npz(path: str | Path) -> tuple[Tensor, Tensor]:
     """Read a reference ``camera_<cam>.npz`` (ours or the reference's own).
 
     Returns:
-        w2c: (N, 4, 4) float64 OpenCV world-to-camera; K: (3, 3) float64.
+        w2c: (N, 4, 4) float64 OpenCV world-to-camera; K: (3, 3) float64, or (N, 3, 3) when the file has
+        one per frame.
 
     Raises:
-        InputError: missing/corrupt file, missing ``extrinsics`` or ``intrinsics``, malformed arrays.
+        InputError: missing/corrupt file, missing ``extrinsics`` or ``intrinsics``, malformed arrays, a
+            per-frame ``intrinsics`` count that is not the pose count.
     """
     path = Path(path)
     data = _read_npz(path)
@@ -246,19 +304,20 @@ def load_reference_npz(path: str | Path) -> tuple[Tensor, Tensor]:
         if key not in data:
             raise InputError(f"{path}: missing key '{key}' of the reference camera format; got keys {sorted(data)}")
     ext = validate_w2c(data["extrinsics"], str(path), "extrinsics")
-    K = validate_K(data["intrinsics"], str(path), "intrinsics")
+    K = validate_intrinsics(data["intrinsics"], str(path), "intrinsics", ext.shape[0])
     return reference_extrinsics_to_w2c(ext), K
 
 
 def save_cameras_json(path: str | Path, w2c: Tensor, K: Tensor, height: int, width: int) -> Path:
     """Write our camera JSON: ``w2c`` and ``c2w`` (N lists of 4x4), ``K``, ``height``, ``width``.
 
-    Python floats are written with their shortest exact repr, so :func:`load_cameras_json` returns
+    ``K`` (3, 3) or ``K_T33`` (N, 3, 3) is written as one 3x3 list when every frame has the same ``K``, else
+    as N of them (the module docstring says why). Python floats are written with their shortest exact repr, so :func:`load_cameras_json` returns
     the same float64 values bit for bit.
     """
     path = Path(path)
     w2c = validate_w2c(w2c, str(path), "w2c")
-    K = validate_K(K, str(path), "K")
+    K = shared_intrinsics(validate_intrinsics(K, str(path), "K", w2c.shape[0]))
     if int(height) < 1 or int(width) < 1:
         raise InputError(f"{path}: height and width must be positive, got {height}x{width}")
     data = {
@@ -282,7 +341,7 @@ def load_cameras_json(path: str | Path) -> CameraSet:
         if key not in data:
             raise InputError(f"{path}: missing key '{key}'; got keys {sorted(data)}")
     w2c = load_w2c(path, "w2c")
-    K = validate_K(data["K"], str(path), "K")
+    K = validate_intrinsics(data["K"], str(path), "K", w2c.shape[0])
     try:
         height, width = int(data["height"]), int(data["width"])
     except (TypeError, ValueError) as e:

@@ -23,13 +23,13 @@ PIVOT_COLOR = "tab:green"
 def frustum_corners(w2c: Tensor, K: Tensor, height: int, width: int, depth: float) -> np.ndarray:
     """World coordinates (N, 4, 3) of the image corners at camera depth ``depth``.
 
-    Corners in order (0, 0), (W, 0), (W, H), (0, H) of the continuous pixel grid (top-left first).
+    ``K`` is (3, 3), or (N, 3, 3) one per pose. Corners in order (0, 0), (W, 0), (W, H), (0, H) of the
+    continuous pixel grid (top-left first).
     """
     K = torch.as_tensor(K, dtype=torch.float64)
     uv = torch.tensor([[0.0, 0.0], [width, 0.0], [width, height], [0.0, height]], dtype=torch.float64)
-    rays = torch.stack(
-        [(uv[:, 0] - K[0, 2]) / K[0, 0], (uv[:, 1] - K[1, 2]) / K[1, 1], torch.ones(4, dtype=torch.float64)], -1
-    )
+    fx, cx, fy, cy = (K[..., i, j, None] for i, j in ((0, 0), (0, 2), (1, 1), (1, 2)))  # (..., 1)
+    rays = torch.stack([(uv[:, 0] - cx) / fx, (uv[:, 1] - cy) / fy, torch.ones_like(uv[:, 0] / fx)], -1)
     c2w = w2c_to_c2w(torch.as_tensor(w2c, dtype=torch.float64))
     pts = depth * rays  # (4, 3) camera frame
     world = pts @ c2w[:, :3, :3].transpose(-1, -2) + c2w[:, None, :3, 3]
@@ -57,7 +57,7 @@ def plot_camera_path(
 
     Args:
         w2c: (N, 4, 4) world-to-camera poses (project convention).
-        K: (3, 3) intrinsics; height, width: image size in pixels (frustum shape).
+        K: (3, 3) intrinsics, or (N, 3, 3) one per frame; height, width: image size in pixels (frustum shape).
         path_png: output file; parent folders are created.
         pivot: optional (3,) look-at point, drawn as a star.
         title: figure title.
@@ -81,7 +81,8 @@ def plot_camera_path(
     depth = frustum_depth if frustum_depth is not None else 0.15 * extent
     k = every if every is not None else max(1, n // 12)
     idx = sorted(set(range(0, n, k)) | {0, n - 1})
-    corners = _to_plot(frustum_corners(w2c[idx], K, height, width, depth))  # (M, 4, 3)
+    K = torch.as_tensor(K, dtype=torch.float64)
+    corners = _to_plot(frustum_corners(w2c[idx], K if K.ndim == 2 else K[idx], height, width, depth))  # (M, 4, 3)
     c_plot = _to_plot(centres)
 
     fig = Figure(figsize=(10, 4.8), dpi=dpi)

@@ -1,7 +1,9 @@
 """Camera trajectories: the reference ``--cam`` presets and our own paths, as world-to-camera poses.
 
 A trajectory is an object called as ``traj(num_frames, min_depth) -> w2c`` (N, 4, 4) float64 in the
-project convention (``ex4d.cameras``: world = source camera, OpenCV axes). ``min_depth`` is the smallest
+project convention (``ex4d.cameras``: world = source camera, OpenCV axes); its
+``traj.intrinsics(num_frames, K, min_depth) -> K_T33`` (N, 3, 3) gives each frame's intrinsics from the
+source camera's ``K`` (the same ``K`` for every frame unless the path zooms). ``min_depth`` is the smallest
 EX-4D depth of frame 0 *after* its one-pixel border ring was set to 100 (``ex4d.mesh.set_border``),
 in the scene's depth units. Paths that orbit do so about the pivot ``c = (0, 0, r)`` on the source
 optical axis, with r = min_depth + ``pivot_offset`` (0.15 in the reference), and every pose looks at c.
@@ -22,7 +24,14 @@ so it looks down at the pivot.
 | ``Orbit`` | yaw from start to end about the pivot at constant pitch (e.g. -90..90 "full") |
 | ``Arc`` | yaw and pitch interpolated together (orbit in azimuth and elevation) |
 | ``Dolly`` (``zoom_in``, ``zoom_out``) | our definition: translate along the source optical axis |
-| ``FileTrajectory`` | poses from a JSON / NPZ file (``ex4d.cameras.io``), read on call |
+| ``DollyZoom`` (``dolly_zoom``) | the dolly, focal length changed per frame so the pivot plane keeps its size |
+| ``FocalZoom`` (``focal_zoom``) | camera stays at the source, focal length changes (optical zoom) |
+| ``FileTrajectory`` | poses (and optionally per-frame ``K``) from a JSON / NPZ file (``ex4d.cameras.io``), read on call |
+
+Long clips: every path is defined over the whole clip (N frames, however many). The reference presets
+keep the reference's frame rescale there too: at N = 97 ``ReferenceOrbit(90)`` ends at 90 * 97/49 = 178
+degrees and ``ReferenceLoop180`` runs its loop about twice; ``frame_rescale=false`` (or ``Orbit``, ``Arc``)
+keeps the nominal range at any N.
 """
 
 from __future__ import annotations
@@ -35,14 +44,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ex4d.cameras.core import look_at, w2c_to_c2w
-from ex4d.cameras.io import CONVENTIONS, load_w2c
+from ex4d.cameras.core import look_at, shared_intrinsics, w2c_to_c2w
+from ex4d.cameras.io import CONVENTIONS, load_intrinsics, load_w2c, validate_K
 from ex4d.utils.checks import check_bool, check_int
 from ex4d.utils.errors import InputError
 
 REFERENCE_NUM_FRAMES = 49  # the reference trajectories hit their nominal angle at this frame count
 DEFAULT_PIVOT_OFFSET = 0.15
 MAX_ABS_PITCH_DEG = 89.0  # look_at with up = (0, 1, 0) degenerates at +-90
+FILE_INTRINSICS = ("auto", "use", "ignore")  # FileTrajectory(file_intrinsics=...)
 
 
 def frame_scale(num_frames: int, reference_frames: int = REFERENCE_NUM_FRAMES) -> float:
@@ -123,6 +133,33 @@ class Trajectory:
     def poses(self, num_frames: int, radius: float) -> Tensor:
         """(N, 4, 4) float64 w2c for a pivot at (0, 0, ``radius``)."""
         raise NotImplementedError
+
+    def focal_scales(self, num_frames: int, radius: float) -> Tensor | None:
+        """(N,) float64 focal length of each frame as a multiple of the source camera's, or None (the
+        default): every frame keeps the source ``K``."""
+        return None
+
+    def intrinsics(self, num_frames: int, K: Tensor, min_depth: float) -> Tensor:
+        """Per-frame intrinsics of the path.
+
+        Args:
+            num_frames: N.
+            K: (3, 3) intrinsics of the source camera (the depth maps' ``K``).
+            min_depth: as for ``__call__``.
+
+        Returns:
+            K_T33: (N, 3, 3) float64. Row i is ``K`` with fx, fy (and the skew) times ``focal_scales()[i]``;
+            the principal point stays, so a zoom is about the image centre. Without focal scales every
+            row is ``K`` exactly.
+        """
+        n = _check_num_frames(num_frames)
+        K = validate_K(K, "source camera", "K")
+        K_T33 = K.expand(n, 3, 3).clone()
+        scales = self.focal_scales(n, self.pivot_radius(min_depth))
+        if scales is not None:
+            assert scales.shape == (n,), scales.shape
+            K_T33[:, :2, :2] *= scales[:, None, None]  # [[fx, skew], [0, fy]]
+        return K_T33
 
     def validate(self, num_frames: int) -> None:
         """Raise InputError now if the path cannot be made for ``num_frames`` frames (cheap; reads any file)."""
@@ -316,14 +353,55 @@ class Dolly(Trajectory):
         if self.distance is not None and self.distance <= 0.0:
             raise InputError(f"camera.distance must be > 0, got {distance}")
 
-    def poses(self, num_frames: int, radius: float) -> Tensor:
+    def camera_z(self, num_frames: int, radius: float) -> Tensor:
+        """(N,) float64 z of the camera centre (world = source camera: + toward the pivot)."""
         travel = self.fraction * radius if self.distance is None else self.distance
         if self.direction == "in" and travel >= radius:
             raise InputError(f"camera.distance={travel} reaches the pivot at r={radius:.4g}; use a smaller distance")
         sign = 1.0 if self.direction == "in" else -1.0
+        return sign * travel * _progress(num_frames)
+
+    def poses(self, num_frames: int, radius: float) -> Tensor:
         eye = torch.zeros(num_frames, 3, dtype=torch.float64)
-        eye[:, 2] = sign * travel * _progress(num_frames)
+        eye[:, 2] = self.camera_z(num_frames, radius)
         return look_at(eye, _pivot(radius))
+
+
+class DollyZoom(Dolly):
+    """Dolly zoom (the "vertigo" shot): the :class:`Dolly` path, with the focal length changed every frame
+    so that the plane through the pivot (z = r) keeps its size in the image while the perspective around it
+    changes: f_i = f_0 (r - z_i) / r for the camera at z_i. Dollying in widens the view (f falls to
+    (1 - fraction) f_0) and the background recedes; dollying out narrows it and the background looms.
+
+    Frame 0 is the source camera with the source ``K`` (scale 1 exactly). Arguments as :class:`Dolly`.
+    """
+
+    def focal_scales(self, num_frames: int, radius: float) -> Tensor:
+        return (radius - self.camera_z(num_frames, radius)) / radius
+
+
+class FocalZoom(Trajectory):
+    """Optical zoom: every pose is the source camera; the focal length goes from f_0 to
+    ``focal_scale_end`` * f_0 at a constant rate (geometric: frame i has f_0 * end^(i / (N - 1)), the same
+    magnification from one frame to the next). Below 1 the view widens and the generator fills what lies
+    beyond the source frame's border (outpainting); above 1 it narrows (a crop, nothing to fill).
+
+    Args:
+        focal_scale_end: focal length of the last frame as a multiple of the source's (> 0).
+        pivot_offset: r = min_depth + pivot_offset (only drawn in the camera plot).
+    """
+
+    def __init__(self, focal_scale_end: float = 0.6, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
+        super().__init__(pivot_offset)
+        self.focal_scale_end = _finite(focal_scale_end, "focal_scale_end")
+        if self.focal_scale_end <= 0.0:
+            raise InputError(f"camera.focal_scale_end must be > 0, got {focal_scale_end}")
+
+    def poses(self, num_frames: int, radius: float) -> Tensor:
+        return torch.eye(4, dtype=torch.float64).repeat(num_frames, 1, 1)
+
+    def focal_scales(self, num_frames: int, radius: float) -> Tensor:
+        return self.focal_scale_end ** _progress(num_frames)
 
 
 def resample_w2c(w2c: Tensor, num_frames: int) -> Tensor:
@@ -355,22 +433,37 @@ class FileTrajectory(Trajectory):
     The file's poses are used as they are: world = source camera, in the scene's depth units (EX-4D
     pseudo-metric depth, nearest point at 2.564), so ``min_depth`` and the pivot play no role.
 
+    Intrinsics (the file's ``K`` / ``intrinsics``, :func:`~ex4d.cameras.io.load_intrinsics`; in pixels of the
+    run's reconstruction size) follow ``file_intrinsics``:
+
+    * ``auto`` (default): used when they change over the path (one ``K`` per pose, not all equal); a single
+      ``K`` (or N equal ones) is ignored and every frame gets the source camera's ``K``, because a single
+      ``K`` usually records the size the file was written at (our ``cameras.json`` of another run);
+    * ``use``: used whatever they are (one ``K`` for all frames or one per frame); a file without them is an
+      error;
+    * ``ignore``: every frame gets the source camera's ``K``.
+
     Args:
         path: ``.json`` / ``.npz`` file.
         convention: ``"auto"``, ``"w2c"``, ``"c2w"`` or ``"reference_npz"`` (see ``load_w2c``).
         resample: when the file's frame count differs from ``num_frames``, resample (slerp) instead
-            of raising.
+            of raising; per-frame intrinsics are resampled linearly.
+        file_intrinsics: ``"auto"``, ``"use"`` or ``"ignore"`` (above).
     """
 
-    def __init__(self, path: str | Path, convention: str = "auto", resample: bool = False):
+    def __init__(self, path: str | Path, convention: str = "auto", resample: bool = False,
+                 file_intrinsics: str = "auto"):
         super().__init__(DEFAULT_PIVOT_OFFSET)
         if convention not in CONVENTIONS:
             raise InputError(f"camera.convention must be one of {list(CONVENTIONS)}, got {convention!r}")
         if not isinstance(path, (str, Path)) or not str(path).strip():
             raise InputError(f"camera.path must be a .json or .npz camera file, got {path!r}")
+        if file_intrinsics not in FILE_INTRINSICS:
+            raise InputError(f"camera.file_intrinsics must be one of {list(FILE_INTRINSICS)}, got {file_intrinsics!r}")
         self.path = str(path)
         self.convention = convention
         self.resample = check_bool(resample, "camera.resample")
+        self.file_intrinsics = file_intrinsics
 
     def __call__(self, num_frames: int, min_depth: float | None = None) -> Tensor:
         n = _check_num_frames(num_frames)
@@ -378,7 +471,9 @@ class FileTrajectory(Trajectory):
 
     def validate(self, num_frames: int) -> None:
         """Read and check the file for a clip of ``num_frames`` now (a pipeline calls this before depth)."""
-        self.poses(_check_num_frames(num_frames), float("nan"))
+        n = _check_num_frames(num_frames)
+        self.poses(n, float("nan"))
+        self._file_K(n)
 
     def poses(self, num_frames: int, radius: float) -> Tensor:
         w2c = load_w2c(self.path, self.convention)
@@ -390,6 +485,35 @@ class FileTrajectory(Trajectory):
                 )
             w2c = resample_w2c(w2c, num_frames)
         return w2c
+
+    def _file_K(self, num_frames: int) -> Tensor | None:
+        """The file's intrinsics as ``file_intrinsics`` keeps them for ``num_frames`` frames: None (use the
+        source ``K``) or (N, 3, 3)."""
+        if self.file_intrinsics == "ignore":
+            return None
+        K = load_intrinsics(self.path)
+        if K is None:
+            if self.file_intrinsics == "use":
+                raise InputError(f"{self.path}: camera.file_intrinsics=use but the file has no 'K' or 'intrinsics'")
+            return None
+        if self.file_intrinsics == "auto" and shared_intrinsics(K).ndim == 2:
+            return None
+        if K.ndim == 2:
+            return K.expand(num_frames, 3, 3).clone()
+        if K.shape[0] != num_frames:  # the pose count was checked (or resampled) by poses()
+            t_dst = np.linspace(0.0, K.shape[0] - 1.0, num_frames)
+            flat = K.reshape(K.shape[0], 9).numpy()
+            K = torch.from_numpy(np.stack([np.interp(t_dst, np.arange(K.shape[0]), flat[:, j]) for j in range(9)], -1))
+            K = K.reshape(num_frames, 3, 3)
+        return K
+
+    def intrinsics(self, num_frames: int, K: Tensor, min_depth: float | None = None) -> Tensor:
+        """K_T33 (N, 3, 3): the file's intrinsics or the source camera's ``K`` (see the class docstring)."""
+        n = _check_num_frames(num_frames)
+        K = validate_K(K, "source camera", "K")
+        self.poses(n, float("nan"))  # the file's pose count against the clip's (raises without camera.resample)
+        file_K = self._file_K(n)
+        return K.expand(n, 3, 3).clone() if file_K is None else file_K
 
 
 # Reference --cam names. Any other integer string is an orbit angle, as the reference's int(cam).
@@ -421,7 +545,9 @@ __all__ = [
     "Arc",
     "DEFAULT_PIVOT_OFFSET",
     "Dolly",
+    "DollyZoom",
     "FileTrajectory",
+    "FocalZoom",
     "Orbit",
     "PRESETS",
     "REFERENCE_NUM_FRAMES",

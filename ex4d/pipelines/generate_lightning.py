@@ -23,10 +23,12 @@ import lightning as L
 
 from ex4d.model.adapter import LoraSettings
 from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings, build_generator
+from ex4d.pipelines.windows import WindowSettings, generate_windowed
 
 
 class GeneratePredictModule(L.LightningModule):
-    """Args: as :func:`~ex4d.pipelines.generate.build_generator` (``model`` is a config-group loader)."""
+    """Args: as :func:`~ex4d.pipelines.generate.build_generator` (``model`` is a config-group loader); ``windows``:
+    videos longer than ``windows.frames`` are generated in overlapping windows (:mod:`ex4d.pipelines.windows`)."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class GeneratePredictModule(L.LightningModule):
         settings: GenerateSettings | None = None,
         memory_mode: str | None = None,
         continue_on_error: bool = False,
+        windows: WindowSettings | None = None,
     ) -> None:
         super().__init__()
         self.continue_on_error = continue_on_error
@@ -44,6 +47,7 @@ class GeneratePredictModule(L.LightningModule):
         self.checkpoint = checkpoint
         self.settings = settings
         self.memory_mode = memory_mode
+        self.windows = windows
         self._generator: EX4DGenerator | None = None  # a plain object: not a registered submodule
 
     @property
@@ -75,10 +79,12 @@ class GeneratePredictModule(L.LightningModule):
                     "traceback": "".join(traceback.format_exception(e))}
 
     def _generate(self, batch: dict, batch_idx: int) -> dict:
-        frames = self.generator(
+        frames = generate_windowed(
+            self.generator,
             batch["colour"],
             batch["mask"],
             batch.get("first_frame"),
+            self.windows,
             prompt=batch.get("prompt"),
             seed=int(batch["seed"]) if batch.get("seed") is not None else None,
         )

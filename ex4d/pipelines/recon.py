@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ex4d.cameras.io import save_cameras_json, save_reference_npz, validate_K
+from ex4d.cameras.core import shared_intrinsics
+from ex4d.cameras.io import save_cameras_json, save_reference_npz, validate_intrinsics, validate_K
 from ex4d.cameras.plot import plot_camera_path
 from ex4d.cameras.trajectories import starts_at_source
 from ex4d.depth.base import DepthBackend, DepthResult, validate_depth
@@ -57,8 +58,11 @@ def recon_memory_bytes(num_frames: int, height: int, width: int, chunk_size: int
 
 
 def check_recon_options(chunk_size=8, fps=30.0, save_meshes="none", mesh_format="ply", contact_columns=8,
-                        replace_first_frame=True) -> None:
+                        replace_first_frame=True, export=()) -> None:
     """Check the ``recon.*`` keys of ``conf/infer.yaml`` before any work; InputError names the key."""
+    from ex4d.pipelines.export import check_export_formats
+
+    check_export_formats(export, "recon.export")
     check_int(chunk_size, "recon.chunk_size", minimum=1)
     check_number(fps, "recon.fps", positive=True)
     check_choice(save_meshes, "recon.save_meshes", SAVE_MESHES)
@@ -79,6 +83,8 @@ class ReconResult:
         color: (T, H, W, 3) uint8 rendered colour, black in holes.
         mask: (T, H, W) bool, True = trusted pixel.
         meshes: frame index -> DWMesh (batch of one) for the frames asked to keep.
+        K_T33: (T, 3, 3) float64 intrinsics of the novel path's cameras, one per frame (each equal to the
+            source ``depth.K`` unless the path zooms); None means ``depth.K`` for every frame.
     """
 
     clip: VideoClip
@@ -88,6 +94,12 @@ class ReconResult:
     color: np.ndarray
     mask: np.ndarray
     meshes: dict
+    K_T33: Tensor | None = None
+
+    @property
+    def path_K(self) -> Tensor:
+        """The path's intrinsics in compact form: (3, 3) when every frame shares one, else (T, 3, 3)."""
+        return self.depth.K if self.K_T33 is None else shared_intrinsics(self.K_T33)
 
 
 class ReconPipeline:
@@ -95,7 +107,9 @@ class ReconPipeline:
 
     Args:
         depth: a DepthBackend.
-        camera: a trajectory, ``camera(num_frames, min_depth) -> (N, 4, 4) w2c``.
+        camera: a trajectory, ``camera(num_frames, min_depth) -> (N, 4, 4) w2c``; its
+            ``camera.intrinsics(num_frames, K, min_depth) -> (N, 3, 3)`` (when it has one) gives per-frame
+            intrinsics from the source ``K``, else every frame renders with the source ``K``.
         renderer: a Renderer backend.
         mesh: a DWMeshBuilder (mode, min angle, border depth).
         device: where meshes are built ("auto" = CUDA when available).
@@ -137,12 +151,19 @@ class ReconPipeline:
         w2c = self.camera(T, min_depth)
         if w2c.shape != (T, 4, 4):
             raise InputError(f"camera path has shape {tuple(w2c.shape)}, expected ({T}, 4, 4)")
-        if self.replace_first_frame and not starts_at_source(w2c):
-            log.warning("the camera path's frame 0 is not the source camera (identity w2c), but "
+        K = depth.K  # the source camera: meshes are built with it
+        K_T33 = self.camera.intrinsics(T, K, min_depth) if hasattr(self.camera, "intrinsics") else None
+        K_T33 = K.expand(T, 3, 3).clone() if K_T33 is None else validate_intrinsics(K_T33, "camera path", "K", T)
+        if K_T33.ndim == 2:
+            K_T33 = K_T33.expand(T, 3, 3).clone()
+        # One shared K (every path that does not zoom) renders through the renderers' single-K path, the
+        # same arithmetic as before per-frame intrinsics existed (tests/unit/test_parity_golden.py).
+        K_render = shared_intrinsics(K_T33)
+        if self.replace_first_frame and not (starts_at_source(w2c) and torch.equal(K_T33[0], K.to(K_T33.dtype))):
+            log.warning("the camera path's frame 0 is not the source camera (identity w2c and the source K), but "
                         "recon.replace_first_frame=true shows the source frame there: the video jumps after frame 0; "
                         "start the path at the source (e.g. camera.lead_in=true) or set recon.replace_first_frame=false")
         pivot = torch.tensor([0.0, 0.0, min_depth + getattr(self.camera, "pivot_offset", 0.15)], dtype=torch.float64)
-        K = depth.K
         colors, masks, meshes = [], [], {}
         static_mesh: DWMesh | None = None
         rgb = frames.to(self.device)
@@ -159,7 +180,8 @@ class ReconPipeline:
                 mesh = self.mesh(rgb[start:stop], d[start:stop], K)
             src0 = clip.frames[0] if (start == 0 and self.replace_first_frame) else None
             res: RenderResult = self.renderer.render(
-                mesh, w2c[start:stop], K, H, W, source_rgb=None if src0 is None else torch.from_numpy(src0)
+                mesh, w2c[start:stop], K_render if K_render.ndim == 2 else K_render[start:stop], H, W,
+                source_rgb=None if src0 is None else torch.from_numpy(src0),
             )
             colors.append((res.color * 255).round().to(torch.uint8).cpu().numpy())
             masks.append(res.mask.cpu().numpy())
@@ -168,7 +190,7 @@ class ReconPipeline:
                     meshes[i] = mesh.frame(i - start).to("cpu")
             bar.update(stop - start)
         bar.close()
-        return ReconResult(clip, depth, w2c, pivot, np.concatenate(colors), np.concatenate(masks), meshes)
+        return ReconResult(clip, depth, w2c, pivot, np.concatenate(colors), np.concatenate(masks), meshes, K_T33)
 
 
 def _expand(mesh: DWMesh, n: int) -> DWMesh:
@@ -190,7 +212,9 @@ def save_recon(result: ReconResult, out_dir: str | Path, camera_name: str = "pat
 
     Files: color.mp4, mask.mp4 (lossless, exactly re-binarisable), cameras.json,
     camera_<name>.npz (reference format), depth.npz, contact_sheet.png, camera_path.png,
-    meshes/mesh_<i>.<fmt> when meshes were kept.
+    meshes/mesh_<i>.<fmt> when meshes were kept. The camera files hold the path's intrinsics: one (3, 3)
+    ``K`` when every frame shares it, else (T, 3, 3) (``ex4d.cameras.io``); depth.npz holds the source
+    camera's ``K``.
     """
     from ex4d.mesh.export import export_mesh
 
@@ -199,11 +223,12 @@ def save_recon(result: ReconResult, out_dir: str | Path, camera_name: str = "pat
     out.mkdir(parents=True, exist_ok=True)
     clip, T, H, W = result.clip, *result.color.shape[:3]
     K = result.depth.K
+    path_K = result.path_K
     files = {
         "color": write_video(out / "color.mp4", result.color, fps=fps),
         "mask": write_mask_video(out / "mask.mp4", result.mask, fps=fps),
-        "cameras_json": save_cameras_json(out / "cameras.json", result.w2c, K, H, W),
-        "cameras_npz": save_reference_npz(out / f"camera_{camera_name}.npz", result.w2c, K),
+        "cameras_json": save_cameras_json(out / "cameras.json", result.w2c, path_K, H, W),
+        "cameras_npz": save_reference_npz(out / f"camera_{camera_name}.npz", result.w2c, path_K),
     }
     # The exact source frame 0 for the generator's first-frame conditioning (color.mp4 is lossy).
     from PIL import Image
@@ -217,7 +242,7 @@ def save_recon(result: ReconResult, out_dir: str | Path, camera_name: str = "pat
         {"input": clip.frames, "render": result.color, "mask": result.mask}, out / "contact_sheet.png",
         num_columns=contact_columns,
     )
-    files["camera_plot"] = plot_camera_path(result.w2c, K, H, W, out / "camera_path.png", pivot=result.pivot,
+    files["camera_plot"] = plot_camera_path(result.w2c, path_K, H, W, out / "camera_path.png", pivot=result.pivot,
                                             title=f"camera path '{camera_name}' ({T} frames)")
     if result.meshes:
         (out / "meshes").mkdir(exist_ok=True)

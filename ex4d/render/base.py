@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ex4d.cameras.io import validate_K
+from ex4d.cameras.io import validate_intrinsics
 from ex4d.mesh import DWMesh
 from ex4d.utils.checks import check_number
 from ex4d.utils.errors import InputError
@@ -85,7 +85,8 @@ class Renderer(ABC):
         Args:
             mesh: B frames of DW-Mesh (world frame).
             w2c: (B, 4, 4) world-to-camera poses (OpenCV).
-            K: (3, 3) intrinsics of the target camera.
+            K: (3, 3) intrinsics of the target camera shared by every frame, or ``K_B33`` (B, 3, 3) one per
+                frame (a zoom); float64, on the CPU.
             height, width: output size.
 
         Returns:
@@ -112,7 +113,8 @@ class Renderer(ABC):
         width = mesh.width if width is None else width
         if w2c.shape[0] != mesh.num_frames:
             raise ValueError(f"camera path has {w2c.shape[0]} poses but the mesh has {mesh.num_frames} frames")
-        validate_K(K, "renderer", "K")  # a singular K would fail deep in a backend (the CPU one inverts it)
+        # a singular K would fail deep in a backend (the CPU one inverts it)
+        validate_intrinsics(K, "renderer", "K", w2c.shape[0])
         rgba = self.rasterize_rgba(mesh, w2c, K, height, width)
         return finalize_rgba(rgba, source_rgb, composite=resolve_composite(self.composite, mesh.mode))
 

@@ -8,8 +8,8 @@ occlusion boundaries (``tests/gpu/test_nvdiffrast.py``).
 What it computes, per frame i and pixel (row v, column u):
 
 * a ray from the camera centre of ``w2c[i]`` through the pixel centre (u + 0.5, v + 0.5) (plus a tiny
-  tie-break offset, see below), direction ``K^-1 (u, v, 1)`` scaled to unit camera z, so the ray
-  parameter *is* the camera depth;
+  tie-break offset, see below), direction ``K^-1 (u, v, 1)`` (``K[i]`` for per-frame intrinsics) scaled
+  to unit camera z, so the ray parameter *is* the camera depth;
 * the first face of frame i's mesh hit with camera z in [near, far] (faces nearer than ``near`` are
   skipped and the ray goes on, as a rasteriser clips at the near plane); no back-face culling; a
   torn mesh (``face_keep``) only has its kept faces;
@@ -199,16 +199,25 @@ class CpuRenderer(Renderer):
         out_device = mesh.vertices.device
         faces = np.ascontiguousarray(mesh.faces.detach().cpu().numpy(), dtype=np.int32)
         w2c64 = w2c.detach().cpu().to(torch.float64).numpy()
-        Kinv = np.linalg.inv(K.detach().cpu().to(torch.float64).numpy())
+        K64 = K.detach().cpu().to(torch.float64).numpy()
+        if K64.shape not in ((3, 3), (B, 3, 3)):
+            raise ValueError(f"K must have shape (3, 3) or ({B}, 3, 3) for a mesh of {B} frames, got {K64.shape}")
         # All per-frame maths below is elementwise numpy on purpose: torch's (and BLAS's) thread pools
         # spin-wait against Embree's TBB workers on small machines; one (N,3)@(3,3) product then
         # takes ~100 ms instead of ~1 ms.
-        # Camera-frame ray directions with unit z, so the ray parameter is the camera z (minus near).
         v, u = np.meshgrid(np.arange(height, dtype=np.float64) + 0.5 + SAMPLE_OFFSET_PX[1],
                            np.arange(width, dtype=np.float64) + 0.5 + SAMPLE_OFFSET_PX[0], indexing="ij")
         u, v = u.reshape(-1), v.reshape(-1)
-        d_cam = [Kinv[r, 0] * u + Kinv[r, 1] * v + Kinv[r, 2] for r in range(3)]
-        d_cam = [d / d_cam[2] for d in d_cam]
+
+        def camera_rays(K33: np.ndarray) -> list[np.ndarray]:
+            # Camera-frame ray directions with unit z, so the ray parameter is the camera z (minus near).
+            Kinv = np.linalg.inv(K33)
+            d = [Kinv[r, 0] * u + Kinv[r, 1] * v + Kinv[r, 2] for r in range(3)]
+            return [x / d[2] for x in d]
+
+        # One K: the rays once. Per-frame K: recomputed only when a frame's K differs from the last one's.
+        K_rays = K64 if K64.ndim == 2 else K64[0]
+        d_cam = camera_rays(K_rays)
 
         rgba = np.zeros((B, height * width, 4), dtype=np.float32)
         verts_all = mesh.vertices.detach().cpu().float()
@@ -221,6 +230,9 @@ class CpuRenderer(Renderer):
             if scene.empty:
                 continue
             cols = cols_all[i].numpy()
+            if K64.ndim == 3 and not np.array_equal(K64[i], K_rays):
+                K_rays = K64[i]
+                d_cam = camera_rays(K_rays)
             R, t = w2c64[i, :3, :3], w2c64[i, :3, 3]
             centre = -R.T @ t
             # World directions R^T d_cam; rays start on the near plane (z = near) so that the ray

@@ -9,7 +9,8 @@ pixels with pixel centres at +0.5) meets clip space. For a camera-frame point (X
     w_clip = Z
 
 so x_ndc = 2 u / W - 1 and y_ndc = 2 v / H - 1 for the continuous pixel coordinates (u, v) of the
-projection. nvdiffrast samples output pixel (row r, column c) at x_ndc = (2 c + 1) / W - 1,
+projection. Per-frame intrinsics (``K_B33``, a zoom) give one such matrix per frame, composed with that
+frame's ``w2c``; vertex positions then go through one (4, 4) matrix per frame either way. nvdiffrast samples output pixel (row r, column c) at x_ndc = (2 c + 1) / W - 1,
 y_ndc = (2 r + 1) / H - 1 (its row 0 is y_ndc = -1), i.e. exactly at our pixel centre
 (u, v) = (c + 0.5, r + 0.5): row 0 of its output is the image top, no flip needed (the identity
 camera reproduces the source image, ``tests/gpu/test_nvdiffrast.py``).
@@ -108,15 +109,22 @@ def nvdiffrast_available() -> bool:
 
 
 def clip_from_camera(K: Tensor, height: int, width: int, near: float, far: float) -> Tensor:
-    """(4, 4) float64 matrix taking OpenCV camera coordinates to nvdiffrast clip space (module docstring)."""
+    """Matrices taking OpenCV camera coordinates to nvdiffrast clip space (module docstring).
+
+    Args:
+        K: (3, 3) intrinsics, or (..., 3, 3) (e.g. ``K_B33``, one per frame).
+
+    Returns:
+        (4, 4) float64, or (..., 4, 4) matching ``K``'s leading dimensions.
+    """
     K = K.detach().to("cpu", torch.float64)
-    fx, s, cx = K[0, 0], K[0, 1], K[0, 2]
-    fy, cy = K[1, 1], K[1, 2]
-    P = torch.zeros(4, 4, dtype=torch.float64)
-    P[0, 0], P[0, 1], P[0, 2] = 2 * fx / width, 2 * s / width, 2 * cx / width - 1
-    P[1, 1], P[1, 2] = 2 * fy / height, 2 * cy / height - 1
-    P[2, 2], P[2, 3] = (far + near) / (far - near), -2 * far * near / (far - near)
-    P[3, 2] = 1.0
+    fx, s, cx = K[..., 0, 0], K[..., 0, 1], K[..., 0, 2]
+    fy, cy = K[..., 1, 1], K[..., 1, 2]
+    P = torch.zeros(*K.shape[:-2], 4, 4, dtype=torch.float64)
+    P[..., 0, 0], P[..., 0, 1], P[..., 0, 2] = 2 * fx / width, 2 * s / width, 2 * cx / width - 1
+    P[..., 1, 1], P[..., 1, 2] = 2 * fy / height, 2 * cy / height - 1
+    P[..., 2, 2], P[..., 2, 3] = (far + near) / (far - near), -2 * far * near / (far - near)
+    P[..., 3, 2] = 1.0
     return P
 
 
@@ -172,7 +180,8 @@ class NvdiffrastRenderer(Renderer):
         return self._topo[1]
 
     def clip_positions(self, vertices: Tensor, w2c: Tensor, K: Tensor, height: int, width: int) -> Tensor:
-        """(B, V, 4) float32 clip-space positions of world vertices (B, V, 3) seen by cameras w2c (B, 4, 4)."""
+        """(B, V, 4) float32 clip-space positions of world vertices (B, V, 3) seen by cameras w2c (B, 4, 4)
+        with intrinsics K (3, 3) shared, or (B, 3, 3) one per frame."""
         # Compose in float64 on the CPU (tiny), apply in float32 on the GPU as explicit multiply-adds:
         # a matmul could run in TF32 (10-bit mantissa) when the process enabled it for the model,
         # which would move vertices by up to half a pixel.
@@ -188,6 +197,8 @@ class NvdiffrastRenderer(Renderer):
             raise ValueError(f"w2c must have shape ({B}, 4, 4) for a mesh of {B} frames, got {tuple(w2c.shape)}")
         dr, ctx = self._context()
         step = self.max_frames_per_call or B
+        if K.shape not in ((3, 3), (B, 3, 3)):
+            raise ValueError(f"K must have shape (3, 3) or ({B}, 3, 3) for a mesh of {B} frames, got {tuple(K.shape)}")
         outs = [self._rasterize_chunk(dr, ctx, mesh, w2c, K, height, width, s, min(B, s + step))
                 for s in range(0, B, step)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -198,7 +209,8 @@ class NvdiffrastRenderer(Renderer):
         verts = mesh.vertices[start:stop].to(dev)
         colors = mesh.colors[start:stop].to(dev, torch.float32)
         tri = mesh.faces.to(dev, torch.int32).contiguous()
-        pos = self.clip_positions(verts, w2c[start:stop], K, height, width).contiguous()
+        K_chunk = K if K.ndim == 2 else K[start:stop]
+        pos = self.clip_positions(verts, w2c[start:stop], K_chunk, height, width).contiguous()
         if mesh.face_keep is None:
             # Instanced mode. colors may be an expanded view (static scene): interpolate broadcasts
             # over the batch only for a size-1 batch dim, so materialise otherwise.

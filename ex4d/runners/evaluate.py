@@ -530,9 +530,9 @@ def requested_path(cfg: DictConfig, vid_dir: Path | None, T: int, H: int, W: int
     cams = vid_dir / "cameras.json" if vid_dir is not None else None
     if cams is not None and cams.is_file():
         cs = load_cameras_json(cams)
-        K = cs.K.numpy().copy()
-        K[0] *= W / cs.width
-        K[1] *= H / cs.height
+        K = cs.K.numpy().copy()  # (3, 3), or (T, 3, 3) for a zoom (camera-following then says it needs one K)
+        K[..., 0, :] *= W / cs.width
+        K[..., 1, :] *= H / cs.height
         return K, cs.w2c.numpy()
     f = float(cfg.camera_following_focal_px or max(H, W))
     K = np.array([[f, 0.0, W / 2.0], [0.0, f, H / 2.0], [0.0, 0.0, 1.0]])

@@ -88,6 +88,10 @@ def run_recon(cfg: DictConfig, source: str, out_dir: Path, pipe: ReconPipeline |
     seconds = time.perf_counter() - t0
     files = save_recon(result, out_dir, camera_name=camera_name(cfg), fps=cfg.recon.fps,
                        mesh_format=cfg.recon.mesh_format, contact_columns=cfg.recon.contact_columns)
+    if cfg.recon.get("export"):  # COLMAP model / glTF / PLY for other tools (ex4d.pipelines.export)
+        from ex4d.pipelines.export import export_run
+
+        files.update(export_run(out_dir, cfg.recon.export, mesh_builder=pipe.mesh))
     return {"seconds": seconds, "frames": clip.num_frames, "size": [clip.height, clip.width],
             "mask_coverage": float(result.mask.mean()), "files": {k: str(Path(v).name) for k, v in files.items()}}
 
@@ -115,18 +119,28 @@ def write_generation(out_dir: Path, frames: np.ndarray, colour: np.ndarray, mask
     return {"output": "output.mp4", "contact_sheet_output": "contact_sheet_output.png"}
 
 
+def window_settings(cfg: DictConfig):
+    """The ``windows`` node (long clips in overlapping windows), or None for configs without one (defaults)."""
+    return instantiate(cfg.windows) if cfg.get("windows") is not None else None
+
+
 def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None, write: bool = True) -> dict:
-    """Generation from a recon folder into ``out_dir`` (``write=False``: compute only, e.g. on a helper rank)."""
+    """Generation from a recon folder into ``out_dir`` (``write=False``: compute only, e.g. on a helper rank).
+    A clip longer than ``windows.frames`` is generated in overlapping windows (:mod:`ex4d.pipelines.windows`)."""
+    from ex4d.pipelines.windows import WindowSettings, generate_windowed, plan_windows
+
     colour, mask = read_recon_videos(*find_recon_videos(recon_dir))
     first = read_first_frame(recon_dir, colour)
     colour, mask, first = resize_for_generation(colour, mask, cfg.data.gen_height, cfg.data.gen_width, first)
     generator = generator or build_generator_from_cfg(cfg)
+    windows = window_settings(cfg) or WindowSettings()
     t0 = time.perf_counter()
-    frames = generator(colour, mask, first)
+    frames = generate_windowed(generator, colour, mask, first, windows)
     seconds = time.perf_counter() - t0
     frames = frames.numpy() if isinstance(frames, torch.Tensor) else frames
     files = write_generation(out_dir, frames, colour, mask, cfg.output_fps, cfg.recon.contact_columns) if write else {}
     return {"seconds": seconds, "frames": int(frames.shape[0]), "size": list(frames.shape[1:3]),
+            "windows": plan_windows(int(frames.shape[0]), windows),
             "timings": dict(getattr(generator, "last_timings", {})), "files": files}
 
 
@@ -289,6 +303,8 @@ def generation_settings(cfg: DictConfig) -> dict:
     out["gen_size"] = [cfg.data.get("gen_height"), cfg.data.get("gen_width")]
     out["checkpoint"] = None if cfg.checkpoint is None else str(cfg.checkpoint)
     out["output_fps"] = cfg.output_fps
+    if cfg.get("windows") is not None:
+        out["windows"] = OmegaConf.to_container(cfg.windows, resolve=True)
     for k in ("memory_mode", "device"):  # placement: same pixels
         out["model"].pop(k, None)
     return out
@@ -377,7 +393,8 @@ def run_many(cfg: DictConfig, inputs: list[Path], out_dir: Path, stage: str) -> 
 
             with clock.stage("recon_and_generate"):
                 module = GeneratePredictModule(instantiate(cfg.model), instantiate(cfg.lora), cfg.checkpoint,
-                                               instantiate(cfg.generate), continue_on_error=True)
+                                               instantiate(cfg.generate), continue_on_error=True,
+                                               windows=window_settings(cfg))
                 trainer = L.Trainer(**cfg.trainer, callbacks=[writer], logger=False, enable_checkpointing=False)
                 loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False)
                 trainer.predict(module, loader, return_predictions=False)

@@ -20,7 +20,7 @@ from ex4d.utils.device import resolve_device
 from ex4d.utils.errors import InputError, MissingWeightsError
 
 # What each key of conf/infer.yaml's recon group is called in check_recon_options.
-RECON_KEYS = ("chunk_size", "fps", "save_meshes", "mesh_format", "contact_columns", "replace_first_frame")
+RECON_KEYS = ("chunk_size", "fps", "save_meshes", "mesh_format", "contact_columns", "replace_first_frame", "export")
 
 
 def instantiate_checked(node):
@@ -73,8 +73,10 @@ def check_infer_config(cfg: DictConfig, stage: str | None = None) -> None:
         camera = instantiate_checked(cfg.camera)
         if hasattr(camera, "validate"):  # reads a camera file now: wrong frame count before any decoding
             camera.validate(opts["num_frames"])
-    if stage == "all":
-        check_generation_frames(opts["num_frames"])
+    if stage in ("all", "generate"):
+        windows = instantiate_checked(cfg.windows) if cfg.get("windows") is not None else None
+    if stage == "all" and (windows is None or opts["num_frames"] <= windows.frames):
+        check_generation_frames(opts["num_frames"])  # longer clips go in windows of 4k + 1 frames
     if stage in ("all", "generate") and cfg.data.get("gen_height") is None:
         # Generation at the recon size: the recon sides must suit Wan too.
         if opts["height"] is not None:

@@ -102,3 +102,21 @@ def test_random_14b_loader_runs_stage_all_with_its_text_path_and_a_random_adapte
         assert outs[name].shape == (5, 32, 48, 3)
     assert "RANDOM adapter" in caplog.text and "no_weights/EX-4D/ex4d.ckpt" in caplog.text
     assert not np.array_equal(outs["random_adapter"], outs["zero_adapter"])
+
+
+def test_a_clip_longer_than_the_window_is_generated_in_windows(compose, tmp_path):
+    """12 frames (not 4k + 1: only each window must be) in windows of 5 overlapping by at least 2."""
+    out = tmp_path / "run"
+    summary = run_infer(compose("infer", [*TINY, "data.num_frames=12", "windows.frames=5", "windows.overlap=2",
+                                          "stage=all", f"+output_dir={out}"]))
+    assert read_video(out / "output.mp4")[0].shape == (12, 32, 48, 3)
+    assert [list(w) for w in summary["generate"]["windows"]] == [[0, 5], [2, 7], [5, 10], [7, 12]]
+
+
+@pytest.mark.parametrize("overrides,key", [(["windows.frames=5", "windows.overlap=5"], "windows.overlap"),
+                                           (["windows.frames=6"], "windows.frames")])
+def test_bad_window_settings_fail_before_any_work(compose, tmp_path, overrides, key):
+    out = tmp_path / "r"
+    with pytest.raises(ValueError, match=key):
+        run_infer(compose("infer", [*TINY, "data.num_frames=12", *overrides, "stage=all", f"+output_dir={out}"]))
+    assert not (out / "color.mp4").exists()

@@ -9,10 +9,12 @@ import torch
 from ex4d.cameras import intrinsics, w2c_to_c2w
 from ex4d.cameras.io import (
     load_cameras_json,
+    load_intrinsics,
     load_reference_npz,
     load_w2c,
     save_cameras_json,
     save_reference_npz,
+    validate_intrinsics,
 )
 from ex4d.cameras.trajectories import Arc, ReferenceLoop180, ReferenceOrbit
 from ex4d.utils.errors import InputError
@@ -137,3 +139,60 @@ def test_cameras_json_errors(tmp_path):
         load_cameras_json(tmp_path / "absent.json")
     with pytest.raises(InputError, match="height and width"):
         save_cameras_json(tmp_path / "c.json", w2c, K, 0, 512)
+
+
+# ---- per-frame intrinsics ----
+
+def _zoom_K(n):
+    """(n, 3, 3): focal 500 -> 250 px about the centre of a 384x512 image."""
+    K = intrinsics(384, 512).expand(n, 3, 3).clone()
+    K[:, 0, 0] = K[:, 1, 1] = torch.linspace(500.0, 250.0, n, dtype=torch.float64)
+    return K
+
+
+def test_per_frame_K_round_trips_through_both_formats(tmp_path):
+    w2c, _ = _path_and_K()
+    K_T33 = _zoom_K(49)
+    cams = load_cameras_json(save_cameras_json(tmp_path / "cams.json", w2c, K_T33, 384, 512))
+    assert torch.equal(cams.K, K_T33) and torch.equal(cams.K_T33, K_T33)
+    assert np.asarray(json.loads((tmp_path / "cams.json").read_text())["K"]).shape == (49, 3, 3)
+    w2c2, K2 = load_reference_npz(save_reference_npz(tmp_path / "camera_zoom.npz", w2c, K_T33))
+    assert torch.equal(w2c2, w2c) and torch.equal(K2, K_T33)
+    with np.load(tmp_path / "camera_zoom.npz") as z:
+        assert z["intrinsics"].shape == (49, 3, 3)
+    for path in (tmp_path / "cams.json", tmp_path / "camera_zoom.npz"):
+        assert torch.equal(load_intrinsics(path), K_T33)
+
+
+def test_equal_per_frame_K_is_written_as_one_matrix(tmp_path):
+    """The reference layout (one (3, 3) intrinsics) whenever every frame shares it."""
+    w2c, K = _path_and_K()
+    save_reference_npz(tmp_path / "a.npz", w2c, K.expand(49, 3, 3))
+    save_reference_npz(tmp_path / "b.npz", w2c, K)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    save_cameras_json(tmp_path / "a.json", w2c, K.expand(49, 3, 3), 384, 512)
+    save_cameras_json(tmp_path / "b.json", w2c, K, 384, 512)
+    assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
+    cams = load_cameras_json(tmp_path / "a.json")
+    assert cams.K.shape == (3, 3) and torch.equal(cams.K_T33, K.expand(49, 3, 3))
+
+
+def test_per_frame_K_count_and_values_are_checked(tmp_path):
+    w2c, _ = _path_and_K()
+    with pytest.raises(InputError, match="'K' has 48 per-frame matrices but the path has 49 frames") as e:
+        save_cameras_json(tmp_path / "c.json", w2c, _zoom_K(48), 384, 512)
+    assert str(tmp_path / "c.json") in str(e.value)
+    with pytest.raises(InputError, match="'K' has 50 per-frame"):
+        save_reference_npz(tmp_path / "c.npz", w2c, _zoom_K(50))
+    bad = _zoom_K(49)
+    bad[7, 0, 0] = -1.0
+    with pytest.raises(InputError, match=r"'K\[7\]' must be"):
+        save_cameras_json(tmp_path / "c.json", w2c, bad, 384, 512)
+    with pytest.raises(InputError, match=r"shape \(3, 3\) or \(N, 3, 3\)"):
+        validate_intrinsics(np.eye(4), "x", "K")
+    np.savez(tmp_path / "short.npz", extrinsics=FLIP @ w2c.numpy(), intrinsics=_zoom_K(3).numpy())
+    with pytest.raises(InputError, match="'intrinsics' has 3 per-frame matrices but the path has 49"):
+        load_reference_npz(tmp_path / "short.npz")
+    np.savez(tmp_path / "both.npz", w2c=w2c.numpy(), K=_zoom_K(49).numpy(), intrinsics=intrinsics(384, 512).numpy())
+    with pytest.raises(InputError, match="'K' and 'intrinsics' are both present but differ"):
+        load_intrinsics(tmp_path / "both.npz")

@@ -124,3 +124,72 @@ def test_clip_matrix_maps_pixels_to_ndc():
     assert torch.allclose(ndc[:, 0], 2 * u / W - 1) and torch.allclose(ndc[:, 1], 2 * v / H - 1)
     assert ndc[2, 2] == pytest.approx(-1.0) and ndc[3, 2] == pytest.approx(1.0)
     assert torch.equal(clip[:, 3], pts[:, 2])  # w = camera z
+
+
+def _zoom_K(n: int, H: int, W: int) -> torch.Tensor:
+    K = torch.tensor([[70.0, 0.0, W / 2], [0.0, 60.0, H / 2], [0.0, 0.0, 1.0]], dtype=torch.float64).repeat(n, 1, 1)
+    K[:, :2, :2] *= torch.linspace(1.0, 0.5, n, dtype=torch.float64)[:, None, None]
+    return K
+
+
+def test_clip_matrix_per_frame():
+    """clip_from_camera on K_B33 is the per-frame matrices stacked; the clip positions the nvdiffrast backend
+    rasterises (computed on the CPU here) land every vertex of frame i on its projection with K[i] and w2c[i]."""
+    from ex4d.cameras import project
+    from ex4d.cameras.trajectories import ReferenceOrbit
+
+    H, W, n = 48, 64, 4
+    K_B33 = _zoom_K(n, H, W)
+    P = clip_from_camera(K_B33, H, W, 0.01, 100.0)
+    assert P.shape == (n, 4, 4)
+    for i in range(n):
+        assert torch.equal(P[i], clip_from_camera(K_B33[i], H, W, 0.01, 100.0))
+    w2c = ReferenceOrbit(30)(n, 3.0)
+    g = torch.Generator().manual_seed(0)
+    verts = torch.rand(n, 20, 3, generator=g, dtype=torch.float64) * torch.tensor([2.0, 2.0, 3.0]) + torch.tensor(
+        [-1.0, -1.0, 2.0])
+    r = NvdiffrastRenderer(device="cpu", near=0.01, far=100.0)
+    pos = r.clip_positions(verts.float(), w2c, K_B33, H, W)
+    assert pos.shape == (n, 20, 4) and pos.dtype == torch.float32
+    uv, z = project(verts, K_B33, w2c)
+    ndc = pos[..., :2] / pos[..., 3:]
+    torch.testing.assert_close(ndc[..., 0].double(), 2 * uv[..., 0] / W - 1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ndc[..., 1].double(), 2 * uv[..., 1] / H - 1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pos[..., 3].double(), z, atol=1e-5, rtol=0)
+    for i in range(n):  # batched per-frame K = one frame at a time
+        assert torch.equal(pos[i], r.clip_positions(verts[i : i + 1].float(), w2c[i : i + 1], K_B33[i], H, W)[0])
+    # one shared K given per frame: the same clip positions as the (3, 3) path
+    shared = K_B33[:1].expand(n, 3, 3)
+    torch.testing.assert_close(r.clip_positions(verts.float(), w2c, shared, H, W),
+                               r.clip_positions(verts.float(), w2c, K_B33[0], H, W), atol=0, rtol=0)
+
+
+def test_nvdiffrast_chunks_slice_per_frame_K(monkeypatch):
+    """max_frames_per_call splits the batch; each chunk's clip positions use its own frames' K (checked with a
+    stand-in for nvdiffrast that records what it is given: the real one needs CUDA)."""
+    from ex4d.cameras import intrinsics
+    from ex4d.cameras.trajectories import ReferenceOrbit
+    from ex4d.mesh import build_dwmesh
+
+    H, W, n = 16, 24, 5
+    seen = []
+
+    class FakeDr:
+        def rasterize(self, ctx, pos, tri, resolution, grad_db=False):
+            seen.append(pos.clone())
+            return torch.zeros(pos.shape[0], *resolution, 4), None
+
+        def interpolate(self, attr, rast, tri):
+            return torch.zeros(*rast.shape[:3], 4), None
+
+    r = NvdiffrastRenderer(device="cpu", antialias=False, max_frames_per_call=2)
+    monkeypatch.setattr(r, "_context", lambda: (FakeDr(), None))
+    K = intrinsics(H, W)
+    mesh = build_dwmesh(torch.zeros(n, H, W, 3, dtype=torch.uint8), torch.full((n, H, W), 4.0), K)
+    w2c = ReferenceOrbit(30)(n, 3.0)
+    K_B33 = _zoom_K(n, H, W)
+    out = r.rasterize_rgba(mesh, w2c, K_B33, H, W)
+    assert out.shape == (n, H, W, 4) and [p.shape[0] for p in seen] == [2, 2, 1]
+    assert torch.equal(torch.cat(seen), r.clip_positions(mesh.vertices, w2c, K_B33, H, W))
+    with pytest.raises(ValueError, match=r"\(3, 3\) or \(5, 3, 3\)"):
+        r.rasterize_rgba(mesh, w2c, K_B33[:4], H, W)

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from ex4d.cameras import camera_centers
+from ex4d.cameras import camera_centers, intrinsics
+from ex4d.cameras import project
 from ex4d.cameras.trajectories import (
     PRESETS,
     Arc,
     Dolly,
+    DollyZoom,
     FileTrajectory,
+    FocalZoom,
     Orbit,
     ReferenceLoop180,
     ReferenceOrbit,
@@ -226,6 +229,61 @@ def test_presets():
     assert "'spiral'" in str(e.value) and "180" in str(e.value)
 
 
+# ---- per-frame intrinsics ----
+
+K_SRC = intrinsics(384, 512)
+
+
+@pytest.mark.parametrize("name", list(_all_trajectories()))
+def test_paths_without_zoom_give_the_source_K_for_every_frame(name):
+    K_T33 = _all_trajectories()[name].intrinsics(33, K_SRC, MIN_DEPTH)
+    assert K_T33.shape == (33, 3, 3) and K_T33.dtype == torch.float64
+    assert torch.equal(K_T33, K_SRC.expand(33, 3, 3))
+
+
+@pytest.mark.parametrize("direction", ["in", "out"])
+def test_dolly_zoom_keeps_the_pivot_plane_and_moves_the_background(direction):
+    n, r = 9, MIN_DEPTH + 0.15
+    traj = DollyZoom(direction, fraction=0.5)
+    w2c, K_T33 = traj(n, MIN_DEPTH), traj.intrinsics(n, K_SRC, MIN_DEPTH)
+    assert torch.equal(w2c, Dolly(direction, fraction=0.5)(n, MIN_DEPTH))  # the same camera path as the dolly
+    z = camera_centers(w2c)[:, 2]
+    torch.testing.assert_close(K_T33[:, 0, 0], 500.0 * (r - z) / r, atol=1e-9, rtol=0)
+    assert torch.equal(K_T33[:, :, 2], K_SRC[:, 2].expand(n, 3))  # principal point fixed
+    assert torch.equal(K_T33[0], K_SRC)
+    # a point on the pivot plane stays where it is in the image; a point twice as far moves
+    pts = torch.tensor([[0.8, -0.5, r], [0.8, -0.5, 2 * r]], dtype=torch.float64).expand(n, 2, 3)
+    uv, _ = project(pts, K_T33, w2c)
+    torch.testing.assert_close(uv[:, 0], uv[:1, 0].expand(n, 2), atol=1e-9, rtol=0)
+    off_centre = (uv[:, 1] - K_SRC[:2, 2]).norm(dim=-1)
+    assert (off_centre.diff() < 0).all() if direction == "in" else (off_centre.diff() > 0).all()
+
+
+def test_focal_zoom_is_a_geometric_focal_ramp_from_the_source():
+    n = 5
+    traj = FocalZoom(focal_scale_end=0.5)
+    assert torch.equal(traj(n, MIN_DEPTH), EYE4.expand(n, 4, 4))
+    K_T33 = traj.intrinsics(n, K_SRC, MIN_DEPTH)
+    assert torch.equal(K_T33[0], K_SRC)
+    assert K_T33[:, 0, 0].tolist() == pytest.approx([500.0 * 0.5 ** (i / 4) for i in range(n)])
+    assert torch.equal(K_T33[:, 0, 0], K_T33[:, 1, 1]) and torch.equal(K_T33[:, :, 2], K_SRC[:, 2].expand(n, 3))
+    ratios = K_T33[1:, 0, 0] / K_T33[:-1, 0, 0]
+    torch.testing.assert_close(ratios, ratios[:1].expand(n - 1), atol=1e-12, rtol=0)  # constant zoom rate
+    with pytest.raises(InputError, match="camera.focal_scale_end"):
+        FocalZoom(focal_scale_end=0.0)
+
+
+def test_long_clips_keep_the_reference_frame_rescale():
+    """Paths are defined over the whole clip; at N = 97 the reference's rho = 97/49 takes ref_90 to 178 degrees."""
+    th = math.radians(90 * 97 / 49)
+    r = MIN_DEPTH + 0.15
+    eye = camera_centers(ReferenceOrbit(90)(97, MIN_DEPTH))[-1]
+    assert eye.tolist() == pytest.approx([r * math.sin(th), 0.2 * r * (abs(math.cos(th)) - 1), r * (1 - abs(math.cos(th)))])
+    eye_nominal = camera_centers(ReferenceOrbit(90, frame_rescale=False)(97, MIN_DEPTH))[-1]
+    assert eye_nominal.tolist() == pytest.approx([r, -0.2 * r, r])  # 90 degrees exactly
+    assert camera_centers(Orbit(0, 90)(97, MIN_DEPTH))[-1].tolist() == pytest.approx([r, 0.0, r])
+
+
 # ---- FileTrajectory ----
 
 def _write(path, **arrays):
@@ -256,6 +314,40 @@ def test_file_trajectory_reads_only_on_call(tmp_path):
     w2c = ReferenceOrbit(30)(49, MIN_DEPTH)
     _write(tmp_path / "later.json", w2c=w2c.numpy())
     assert torch.equal(traj(49), w2c)
+
+
+def _zoom_K(n):
+    """(n, 3, 3) intrinsics of a zoom: focal 500 -> 300 px."""
+    K = K_SRC.expand(n, 3, 3).clone()
+    K[:, 0, 0] = K[:, 1, 1] = torch.linspace(500.0, 300.0, n, dtype=torch.float64)
+    return K
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_file_trajectory_per_frame_intrinsics(tmp_path, suffix):
+    w2c = Orbit(0, 40)(5, MIN_DEPTH)
+    zoom, single = _zoom_K(5), intrinsics(100, 200, 700.0)
+    f_zoom = _write(tmp_path / f"zoom{suffix}", w2c=w2c.numpy(), K=zoom.numpy())
+    f_ref = _write(tmp_path / f"ref{suffix}", extrinsics=(np.diag([1.0, -1, -1, 1]) @ w2c.numpy()),
+                   intrinsics=zoom.numpy())  # the reference npz key, one per frame
+    f_single = _write(tmp_path / f"single{suffix}", w2c=w2c.numpy(), K=single.numpy())
+    f_none = _write(tmp_path / f"none{suffix}", w2c=w2c.numpy())
+    src = K_SRC.expand(5, 3, 3)
+    assert torch.equal(FileTrajectory(f_zoom).intrinsics(5, K_SRC), zoom)  # auto: per-frame K is used
+    assert torch.equal(FileTrajectory(f_ref).intrinsics(5, K_SRC), zoom)
+    assert torch.equal(FileTrajectory(f_single).intrinsics(5, K_SRC), src)  # auto: a single K is ignored
+    assert torch.equal(FileTrajectory(f_none).intrinsics(5, K_SRC), src)
+    assert torch.equal(FileTrajectory(f_single, file_intrinsics="use").intrinsics(5, K_SRC), single.expand(5, 3, 3))
+    assert torch.equal(FileTrajectory(f_zoom, file_intrinsics="ignore").intrinsics(5, K_SRC), src)
+    with pytest.raises(InputError, match="camera.file_intrinsics=use but the file has no 'K'"):
+        FileTrajectory(f_none, file_intrinsics="use").validate(5)
+    with pytest.raises(InputError, match="camera.file_intrinsics must be one of"):
+        FileTrajectory(f_zoom, file_intrinsics="maybe")
+    with pytest.raises(InputError, match="has 5 poses but the clip has 9 frames"):
+        FileTrajectory(f_zoom).intrinsics(9, K_SRC)
+    # resampled with the poses: linearly in the frame index
+    K9 = FileTrajectory(f_zoom, resample=True).intrinsics(9, K_SRC)
+    torch.testing.assert_close(K9, _zoom_K(9), atol=1e-12, rtol=0)
 
 
 def _malformed_cases(tmp_path):
@@ -290,13 +382,17 @@ def _malformed_cases(tmp_path):
         "K_nan": (_write(tmp_path / "knan.npz", w2c=good, K=np.full((3, 3), np.nan)), "'K' has NaN"),
         "intrinsics_singular": (_write(tmp_path / "ksing.npz", extrinsics=good,
                                        intrinsics=np.diag([500.0, 500.0, 0.0])), "'intrinsics' must be"),
+        "K_count": (_write(tmp_path / "kcount.json", w2c=good, K=np.tile(K_SRC.numpy(), (4, 1, 1))),
+                    "'K' has 4 per-frame matrices but the path has 5 frames"),
+        "K_frame_bad": (_write(tmp_path / "kframe.npz", w2c=good, K=np.stack([K_SRC.numpy()] * 4 + [np.eye(3) * 0])),
+                        "'K[4]' must be"),
     }
 
 
 MALFORMED = [
     "shape", "shape_json", "ragged_json", "non_rigid", "mirrored", "nan", "last_row", "frames", "missing_key",
     "missing_key_json", "corrupt_npz", "corrupt_json", "not_object_json", "missing_file", "suffix", "inconsistent",
-    "empty", "K_zero", "K_nan", "intrinsics_singular",
+    "empty", "K_zero", "K_nan", "intrinsics_singular", "K_count", "K_frame_bad",
 ]
 
 
@@ -370,7 +466,11 @@ def test_camera_config_instantiates_and_runs(tmp_path, name):
     w2c = traj(49, MIN_DEPTH)
     assert w2c.shape == (49, 4, 4) and w2c.dtype == torch.float64
     assert starts_at_source(w2c)
-    assert not torch.allclose(w2c[-1], EYE4) or name == "ref_180.yaml"  # the camera moved
+    K = intrinsics(48, 64)
+    K_T33 = traj.intrinsics(49, K, MIN_DEPTH)
+    assert K_T33.shape == (49, 3, 3) and torch.equal(K_T33[0], K)  # frame 0 is the source camera, K included
+    moved, zoomed = not torch.allclose(w2c[-1], EYE4), not torch.equal(K_T33[-1], K)
+    assert moved or zoomed or name == "ref_180.yaml"
 
 
 def test_reference_configs_equal_presets():
