@@ -136,3 +136,12 @@ def test_generation_runs_with_a_tiny_model(tmp_path):
     assert report.code == EXIT_OK, report.message
     assert (report.output_dir / "output.mp4").is_file() and (report.output_dir / "contact_sheet_output.png").is_file()
     assert json.loads((report.output_dir / "summary.json").read_text())["generate"]["frames"] == 5
+
+
+def test_a_video_without_depth_weights_is_the_download_line(session, sample_videos):
+    from ex4d.utils.errors import MissingWeightsError
+
+    video = str(next(iter(sample_videos.values())))
+    for depth, item in (("auto", "depthcrafter"), ("depth_anything", "depth_anything")):
+        with pytest.raises(MissingWeightsError, match=f"download_weights.py {item} --local-dir"):
+            session.preview(Choices(input=video, depth=depth))
