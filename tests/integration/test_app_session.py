@@ -138,6 +138,7 @@ def test_generation_runs_with_a_tiny_model(tmp_path):
     assert json.loads((report.output_dir / "summary.json").read_text())["generate"]["frames"] == 5
 
 
+@pytest.mark.slow  # imports diffusers and transformers for the two backends
 def test_a_video_without_depth_weights_is_the_download_line(session, sample_videos):
     from ex4d.utils.errors import MissingWeightsError
 
