@@ -9,6 +9,7 @@ Examples:
 
 import argparse
 import logging
+import sys
 
 
 def main() -> None:
@@ -20,9 +21,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
     from ex4d.app.session import AppSession
-    from ex4d.app.ui import launch
+    from ex4d.runners.cli import EXIT_INPUT
+    from ex4d.utils.errors import InputError
 
-    launch(AppSession(args.overrides), host=args.host, port=args.port)
+    try:
+        session = AppSession(args.overrides)
+        session.compose(session.base_overrides)  # a bad key or option stops here, as in infer.py
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_INPUT)
+    from ex4d.app.ui import launch  # Gradio: seconds to import, after the arguments are known to be good
+
+    launch(session, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ex4d.app.controls import CONF_DIR, DEFAULT_PRESET, camera_overrides
-from ex4d.utils.errors import InputError
+from ex4d.utils.errors import InputError, one_line
 
 log = logging.getLogger("ex4d.app")
 
@@ -39,8 +40,16 @@ PREVIEW_MAX_SIDE = 256      # preview size: long side at most this, sides multip
 PREVIEW_MULTIPLE = 16
 PREVIEW_COLUMNS = 8         # at most this many frames in the preview strip (a GPU previews the whole clip)
 
+# Keys the page sets (input box, depth menu, camera preset and controls, run buttons): not base overrides.
+PAGE_KEYS = {"input": "the input box", "depth": "the depth menu", "camera": "the camera preset and its controls",
+             "stage": "the run buttons"}
 _SAFE_VALUE = re.compile(r"[\w./:+@~-]+")
 _compose_lock = threading.Lock()  # Hydra's compose API uses one global instance
+
+
+def command_line(overrides: list[str]) -> str:
+    """``python infer.py <overrides>`` as a shell line (each override quoted for the shell where needed)."""
+    return " ".join(["python infer.py", *map(shlex.quote, overrides)])
 
 
 def override_value(value: str) -> str:
@@ -177,6 +186,11 @@ class AppSession:
     def __init__(self, base_overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR,
                  preview_count: int | None = None):
         self.base_overrides = list(base_overrides or [])
+        for o in self.base_overrides:
+            key = o.split("=", 1)[0].lstrip("+~")
+            for k, where in PAGE_KEYS.items():
+                if key == k or key.startswith(k + "."):
+                    raise InputError(f"{o}: {k} is set on the page ({where}); drop it from the app's command line")
         self.conf_dir = Path(conf_dir).resolve()
         self.preview_count = preview_count
         self._run_lock = threading.Lock()
@@ -209,7 +223,7 @@ class AppSession:
 
     def command(self, choices: Choices, stage: str | None = None) -> str:
         """The ``python infer.py ...`` line that makes the same run."""
-        return " ".join(["python infer.py", *self.overrides(choices, stage)])
+        return command_line(self.overrides(choices, stage))
 
     def compose(self, overrides: list[str]) -> DictConfig:
         """``conf/infer.yaml`` composed with ``overrides``, as ``infer.py`` would (a bad key or option is an
@@ -223,7 +237,7 @@ class AppSession:
                 with initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3", job_name="infer"):
                     return compose(config_name="infer", overrides=overrides)
             except (HydraException, OmegaConfBaseException) as e:
-                raise InputError(f"config: {e}") from e
+                raise InputError(f"config: {one_line(str(e))}") from e
 
     def choices_config(self, choices: Choices, stage: str | None = None) -> DictConfig:
         return self.compose(self.overrides(choices, stage))
@@ -305,7 +319,7 @@ class AppSession:
         command = ""
         try:
             overrides = self.overrides(choices, stage)
-            command = " ".join(["python infer.py", *overrides])
+            command = command_line(overrides)
             cfg = self.compose(overrides)
             resolve_stage(cfg)  # missing generator weights: refused here, before a run folder exists
         except Exception as e:  # noqa: BLE001 - shown as infer.py's one line

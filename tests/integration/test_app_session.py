@@ -56,6 +56,23 @@ def test_override_values_survive_composition(session, tmp_path):
     assert cfg.input == str(odd)
 
 
+def test_the_page_keys_are_not_base_overrides(tmp_path):
+    for o in ("input=x.mp4", "camera=orbit", "camera.yaw_end_deg=3", "+camera.dolly=0.2", "depth=planes", "stage=all"):
+        with pytest.raises(ValueError, match="is set on the page"):
+            AppSession([o], conf_dir=CONF)
+    with pytest.raises(ValueError, match="config: Could not override 'nosuchkey'"):
+        AppSession(["nosuchkey=1"], conf_dir=CONF).compose(["nosuchkey=1"])
+
+
+def test_the_command_line_is_quoted_for_the_shell(session, tmp_path):
+    import shlex
+
+    odd = str(tmp_path / "my video.mp4")
+    cmd = session.command(Choices(input=odd))
+    assert shlex.split(cmd)[:2] == ["python", "infer.py"]
+    assert f"input='{odd}'" in shlex.split(cmd)  # Hydra's quoting survives the shell's
+
+
 def test_command_lists_only_what_differs(session):
     cmd = session.command(Choices(input=EXAMPLE, preset="orbit", controls={"angle": 45.0}, num_frames=9), "recon")
     assert cmd.endswith("input=example:motorcycle camera=orbit camera.yaw_end_deg=45.0 stage=recon")
