@@ -271,8 +271,16 @@ def amt_s_network() -> type[nn.Module]:
     """The AMT-S network class (``Model``) from the vbench package's copy of AMT (``networks/AMT-S.py``)."""
     with eval_extra_imports("motion smoothness (AMT-S)", "the vbench package (AMT's network code) and decord",
                             hint=f"; install with {NODEPS_INSTALL}"):
-        # The module file name has a hyphen, so it is imported by name; vbench's package __init__ needs decord.
-        return importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model
+        from PIL import ImageFile
+
+        # vbench's AMT utils set PIL's process-wide LOAD_TRUNCATED_IMAGES = True on import, which would make every
+        # later truncated input image load silently (ex4d.io.video refuses them): put the flag back.
+        truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+        try:
+            # The module file name has a hyphen, so it is imported by name; vbench's package __init__ needs decord.
+            return importlib.import_module("vbench.third_party.amt.networks.AMT-S").Model
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = truncated
 
 
 class AMTInterpolator:
