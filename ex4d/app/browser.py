@@ -57,7 +57,8 @@ def serve_app(overrides: list[str], log_file: Path, port: int | None = None, tim
             deadline = time.monotonic() + timeout_s
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"app.py exited with status {proc.returncode}: {Path(log_file).read_text()[-3000:]}")
+                    raise RuntimeError(f"app.py exited with status {proc.returncode}: "
+                                       f"{Path(log_file).read_text()[-3000:]}")
                 try:
                     with urllib.request.urlopen(url, timeout=2) as r:
                         if r.status == 200:

@@ -12,13 +12,11 @@ Failures are the run plumbing's one line (``error: ...``, naming the file or key
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +25,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ex4d.app.controls import CONF_DIR, DEFAULT_PRESET, camera_overrides
 from ex4d.utils.errors import InputError, one_line
-
-log = logging.getLogger("ex4d.app")
 
 EXAMPLE_INPUT = "example:motorcycle"
 # Depth options offered for a user's video: the model backends (both need downloaded weights) and `auto`
@@ -303,7 +299,7 @@ class AppSession:
             out = root / f"{name}_{k}"
         return out
 
-    def run(self, choices: Choices, stage: str = "recon", on_start: Callable[[Path], None] | None = None) -> RunReport:
+    def run(self, choices: Choices, stage: str = "recon") -> RunReport:
         """Run ``stage`` (``recon``: the DW-Mesh stage; ``all``: + generation) through ``infer.py``'s runner.
 
         ``stage=all`` with missing generator weights is refused before any folder is made: the report's
@@ -335,8 +331,6 @@ class AppSession:
             with open_dict(cfg):
                 cfg.output_dir = str(out)
                 cfg.camera_name = choices.preset  # camera_<name>.npz, as infer.py names it from its choice
-            if on_start is not None:
-                on_start(out)
             with item_log(out, "infer.log"):
                 outcome = run_guarded(run_infer, cfg)
         finally:
