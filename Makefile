@@ -1,19 +1,23 @@
 # Two commands do everything on a fresh machine (each installs what it needs first):
 #   make demo   # DW-Mesh stage on the built-in example -> outputs/infer/<date_time>/
-#   make test   # the CPU test suite (no GPU, no weights)
+#   make test   # the CPU test suite (no GPU, no weights; installs Debian's chromium for the app's browser test)
+#   make app    # the interactive app on http://127.0.0.1:7860
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-gpu clean
+# The app's browser test drives Debian's chromium at this path (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
 
-$(STAMP): pyproject.toml requirements/eval-nodeps.txt
+.PHONY: install demo test test-gpu clean app chromium
+
+$(STAMP): pyproject.toml requirements/eval-nodeps.txt requirements/app-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,data,eval]"
-	$(BIN)/python -m pip install -q --no-deps -r requirements/eval-nodeps.txt
+	$(BIN)/python -m pip install -q -e ".[dev,data,eval,app]"
+	$(BIN)/python -m pip install -q --no-deps -r requirements/eval-nodeps.txt -r requirements/app-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,8 +25,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python infer.py
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+app: $(STAMP)
+	$(BIN)/python app.py
+
+# Debian's chromium for the browser test, installed only when missing (apt-get, as root). Where it cannot be
+# installed, the test suite still runs and the browser test fails saying what is missing.
+chromium:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "make: could not install chromium (apt-get install chromium, as root); the browser test will fail"
+
+test: $(STAMP) chromium
+	EX4D_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # On a CUDA machine with nvdiffrast installed: the GPU-marked tests only.
 test-gpu: $(STAMP)

@@ -23,6 +23,7 @@ so it looks down at the pivot.
 | ``ReferenceLoop180`` (``180``) | reference closed loop in the z = 0 plane (not a -90..90 sweep) |
 | ``Orbit`` | yaw from start to end about the pivot at constant pitch (e.g. -90..90 "full") |
 | ``Arc`` | yaw and pitch interpolated together (orbit in azimuth and elevation) |
+| ``Orbit`` / ``Arc`` with ``dolly`` | the same, closing in on (or backing away from) the pivot along the path |
 | ``Dolly`` (``zoom_in``, ``zoom_out``) | our definition: translate along the source optical axis |
 | ``DollyZoom`` (``dolly_zoom``) | the dolly, focal length changed per frame so the pivot plane keeps its size |
 | ``FocalZoom`` (``focal_zoom``) | camera stays at the source, focal length changes (optical zoom) |
@@ -256,6 +257,9 @@ class Arc(Trajectory):
             start, then on to the end (frames shared in proportion to angular distance), so frame 0 is
             the identity. False starts at the start pose (frame 0 is then *not* the source camera).
         pivot_offset: r = min_depth + pivot_offset.
+        dolly: dolly while orbiting: the camera's distance to the pivot shrinks linearly over the path
+            to (1 - dolly) times its orbit value at the last frame (0 = a plain orbit, 0.5 = halfway in,
+            negative = moving away); < 1, since 1 would reach the pivot. Frame 0 is unchanged.
     """
 
     def __init__(
@@ -267,6 +271,7 @@ class Arc(Trajectory):
         rise: float = 0.0,
         lead_in: bool = False,
         pivot_offset: float = DEFAULT_PIVOT_OFFSET,
+        dolly: float = 0.0,
     ):
         super().__init__(pivot_offset)
         self.yaw_start_deg = _finite(yaw_start_deg, "yaw_start_deg")
@@ -278,6 +283,9 @@ class Arc(Trajectory):
                 raise InputError(f"camera.{key} must be within +-{MAX_ABS_PITCH_DEG} degrees, got {getattr(self, key)}")
         self.rise = _finite(rise, "rise")
         self.lead_in = check_bool(lead_in, "camera.lead_in")
+        self.dolly = _finite(dolly, "dolly")
+        if self.dolly >= 1.0:
+            raise InputError(f"camera.dolly must be < 1 (1 reaches the pivot), got {dolly}")
 
     def angles(self, num_frames: int) -> Tensor:
         """(N, 2) float64 (yaw_deg, pitch_deg) per frame."""
@@ -289,7 +297,10 @@ class Arc(Trajectory):
     def poses(self, num_frames: int, radius: float) -> Tensor:
         a = self.angles(num_frames)
         eye = orbit_eyes(a[:, 0], a[:, 1], radius, self.rise)
-        return look_at(eye, _pivot(radius))
+        c = _pivot(radius)
+        if self.dolly:  # scale each eye's offset from the pivot: the view direction is kept, frame 0 too
+            eye = c + (eye - c) * (1.0 - self.dolly * _progress(num_frames))[:, None]
+        return look_at(eye, c)
 
 
 class Orbit(Arc):
@@ -309,14 +320,15 @@ class Orbit(Arc):
         rise: float = 0.0,
         lead_in: bool = False,
         pivot_offset: float = DEFAULT_PIVOT_OFFSET,
+        dolly: float = 0.0,
     ):
         if abs(_finite(pitch_deg, "pitch_deg")) >= MAX_ABS_PITCH_DEG:  # named as the orbit's key, not Arc's
             raise InputError(f"camera.pitch_deg must be within +-{MAX_ABS_PITCH_DEG} degrees, got {pitch_deg}")
-        super().__init__(yaw_start_deg, yaw_end_deg, pitch_deg, pitch_deg, rise, lead_in, pivot_offset)
+        super().__init__(yaw_start_deg, yaw_end_deg, pitch_deg, pitch_deg, rise, lead_in, pivot_offset, dolly)
         self.pitch_deg = self.pitch_start_deg
 
     def __repr__(self) -> str:
-        keys = ("yaw_start_deg", "yaw_end_deg", "pitch_deg", "rise", "lead_in", "pivot_offset")
+        keys = ("yaw_start_deg", "yaw_end_deg", "pitch_deg", "rise", "lead_in", "pivot_offset", "dolly")
         return f"Orbit({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
 
 

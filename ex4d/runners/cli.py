@@ -27,6 +27,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -117,14 +118,42 @@ def _is_rank0() -> bool:
     return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
 
 
-def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_on_failure: bool = False,
-            write_summary: bool = False) -> dict:
-    """Run ``fn(cfg)`` as a command-line app (module docstring); exits the process on failure.
+@dataclass
+class RunOutcome:
+    """How a guarded run ended (:func:`run_guarded`).
 
-    ``keep_outputs_on_failure``: leave the folder's outputs (training checkpoints) and add ``FAILED.txt``.
-    ``write_summary``: write the returned dict as ``<run dir>/summary.json`` with the run record (commit,
-    config hash, wall time and peak GPU memory), for tools whose runners do not write one themselves.
+    Attributes:
+        result: the runner's dict (None when it failed).
+        code: the exit status it maps to (module docstring): 0, 2, 3, 4, 70 or 130.
+        reason: the one line shown to the user and written to FAILED.txt (None on success).
+        log: the file holding the traceback of a failure, when one was written.
     """
+
+    result: dict | None
+    code: int = EXIT_OK
+    reason: str | None = None
+    log: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == EXIT_OK
+
+    def message(self) -> str | None:
+        """The line a user sees: ``error: ...`` (``internal error: ... please report it`` for a bug); None on
+        success."""
+        if self.ok:
+            return None
+        detail = f" (log: {self.log})" if self.log else ""
+        if self.code == EXIT_INTERNAL:
+            return f"internal error: {self.reason}{detail}. This is a bug: please report it with the log's traceback."
+        return f"error: {self.reason}{detail}"
+
+
+def run_guarded(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_on_failure: bool = False,
+                write_summary: bool = False) -> RunOutcome:
+    """Run ``fn(cfg)`` under the run-folder rules of :func:`run_app` (lock, failure classified, traceback to the
+    log, the folder left holding FAILED.txt), returning the outcome instead of exiting: for callers that stay
+    alive after a failed run (the web app, ``ex4d.app``). ``SystemExit`` still propagates."""
     out: Path | None = None
     try:
         out = run_dir(cfg)
@@ -150,22 +179,30 @@ def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_o
                     (out / "FAILED.txt").write_text(reason + "\n")
             else:
                 mark_failed(out, reason)
-        detail = f" (log: {where})" if where else ""
-        if code == EXIT_INTERNAL:
-            print(f"internal error: {reason}{detail}. This is a bug: please report it with the log's traceback.",
-                  file=sys.stderr)
-        else:
-            print(f"error: {reason}{detail}", file=sys.stderr)
-        sys.stderr.flush()
-        sys.exit(code)
+        return RunOutcome(None, code, reason, where)
     failed = result.get("failed") if isinstance(result, dict) else None
     n_failed = len(failed) if isinstance(failed, (list, tuple, dict)) else int(failed or 0)
     if n_failed:
         total = result.get("inputs", result.get("clips", "?"))
-        print(f"error: {n_failed} of {total} inputs failed (see the table above and FAILED.txt in their folders, "
-              f"or the log)", file=sys.stderr)
-        sys.exit(EXIT_ITEMS_FAILED)
-    return result
+        return RunOutcome(result, EXIT_ITEMS_FAILED, f"{n_failed} of {total} inputs failed (see the table above "
+                                                     f"and FAILED.txt in their folders, or the log)")
+    return RunOutcome(result)
+
+
+def run_app(fn: Callable[[DictConfig], dict], cfg: DictConfig, *, keep_outputs_on_failure: bool = False,
+            write_summary: bool = False) -> dict:
+    """Run ``fn(cfg)`` as a command-line app (module docstring); exits the process on failure.
+
+    ``keep_outputs_on_failure``: leave the folder's outputs (training checkpoints) and add ``FAILED.txt``.
+    ``write_summary``: write the returned dict as ``<run dir>/summary.json`` with the run record (commit,
+    config hash, wall time and peak GPU memory), for tools whose runners do not write one themselves.
+    """
+    outcome = run_guarded(fn, cfg, keep_outputs_on_failure=keep_outputs_on_failure, write_summary=write_summary)
+    if not outcome.ok:
+        print(outcome.message(), file=sys.stderr)
+        sys.stderr.flush()
+        sys.exit(outcome.code)
+    return outcome.result
 
 
 # Command-line keys that place the run folder (the first three are Hydra's / the paths group's).
@@ -216,4 +253,4 @@ def main(hydra_main: Callable[[], object]) -> None:
 
 
 __all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_ITEMS_FAILED", "EXIT_OK", "EXIT_WEIGHTS",
-           "exit_code", "main", "one_line", "run_app"]
+           "RunOutcome", "exit_code", "main", "one_line", "run_app", "run_guarded"]

@@ -179,8 +179,8 @@ def git_commit() -> str | None:
     return value
 
 
-# Keys that name this run's folder rather than what it computes: left out of the config hash.
-_HASH_EXCLUDE = ("output_dir", "run_name", "hydra")
+# Keys that name this run's folder (or its files) rather than what it computes: left out of the config hash.
+_HASH_EXCLUDE = ("output_dir", "run_name", "hydra", "camera_name")
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -17,6 +17,15 @@ def contact_sheet(rows: dict[str, np.ndarray], path: str | Path, num_columns: in
             and size; each row samples its own frames at the same relative times.
         path: PNG to write.
     """
+    path = Path(path)
+    contact_sheet_image(rows, num_columns, thumb_height, label_width).save(path)
+    return path
+
+
+def contact_sheet_image(rows: dict[str, np.ndarray], num_columns: int = 8, thumb_height: int = 128,
+                        label_width: int = 80, times: list[int] | None = None) -> Image.Image:
+    """The grid of :func:`contact_sheet` as an RGB image. ``times``: the frame index printed under each
+    column (default: the sampled index), for rows that are themselves a subset of a longer clip."""
     thumbs_by_row = []
     width = None
     for name, video in rows.items():
@@ -41,8 +50,6 @@ def contact_sheet(rows: dict[str, np.ndarray], path: str | Path, num_columns: in
         x = label_width
         for t, i in zip(thumbs, idx):
             sheet.paste(t, (x, y))
-            draw.text((x + 2, y + thumb_height + 2), f"t={i}", fill=(80, 80, 80))
+            draw.text((x + 2, y + thumb_height + 2), f"t={i if times is None else times[i]}", fill=(80, 80, 80))
             x += t.width + 2
-    path = Path(path)
-    sheet.save(path)
-    return path
+    return sheet

@@ -6,7 +6,8 @@ Each command is classified from the README text alone:
   for (``Wan weights``, ``gpu``, ``N gpus``, ``data``): skipped, and listed in the skip reason;
 * marked only ``[needs: depth weights]``: run with ``depth=planes`` appended, the test-only depth stand-in (a box
   in front of a wall) for DepthCrafter, so everything but the depth network is exercised;
-* ``make test``, ``pytest`` (this suite), ``pip install ...`` (the environment it runs in): not run;
+* ``make test``, ``pytest`` (this suite), ``pip install ...`` (the environment it runs in), ``python app.py`` (a
+  server; ``test_app_browser.py`` drives it in chromium): not run;
   ``make demo``: its recipe in the Makefile must be ``python infer.py`` (checked), which runs as its own command;
 * anything else: run as it is written.
 
@@ -49,7 +50,10 @@ from tests.conftest import ROOT
 README = ROOT / "README.md"
 NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
 STAND_INS = {"depth weights": ["depth=planes"]}           # need -> overrides that replace it
-NOT_RUN = {"make test": "this test suite", "pytest": "this test suite"}   # and any `pip install ...`
+NOT_RUN = {"make test": "this test suite", "pytest": "this test suite",   # and any `pip install ...`
+           # a server that runs until stopped: test_app_browser.py starts it and drives it in chromium
+           "python app.py": "the app's browser test",
+           "python app.py --port 8000 renderer=cpu data.max_side=512": "the app's browser test"}
 ALIASES = {"make demo": "python infer.py"}               # checked against the Makefile
 SHRINK = {"infer.py": {"data.num_frames": "5", "data.max_side": "128"}}
 PREPARE = ("tools/sample_inputs.py",)                    # run first: the others read what they write

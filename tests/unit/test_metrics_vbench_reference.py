@@ -14,6 +14,15 @@ from ex4d.metrics.vbench import MotionSmoothness, TemporalFlickering, musiq_prep
 vbench = pytest.importorskip("vbench", reason="the vbench package (pip install --no-deps -r requirements/eval-nodeps.txt)")
 
 
+@pytest.fixture(autouse=True)
+def keep_pil_truncated_images_flag(monkeypatch):
+    """vbench's modules set PIL's process-wide LOAD_TRUNCATED_IMAGES = True when imported (here, by the tests):
+    restored after each test, so later tests still see truncated images refused."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", ImageFile.LOAD_TRUNCATED_IMAGES)
+
+
 def clip(t=5, h=130, w=150, seed=0):
     """A textured clip drifting right with a brightness ramp: neither static nor trivially predictable."""
     rng = np.random.default_rng(seed)

@@ -119,6 +119,8 @@ def _all_trajectories():
         "full_no_leadin": Orbit(-90, 90),
         "arc": Arc(0, 60, 0, 20),
         "arc_down": Arc(0, -45, 0, -30),
+        "orbit_dolly_in": Orbit(0, 90, dolly=0.5),
+        "arc_dolly_out": Arc(0, 60, 0, 20, dolly=-0.5),
         "zoom_in": Dolly("in"),
         "zoom_out": Dolly("out", distance=2.0),
     }
@@ -191,7 +193,21 @@ def test_dolly_in_and_out():
         Dolly("in", distance=10.0)(5, MIN_DEPTH)
 
 
+def test_dolly_while_orbiting_closes_in_on_the_pivot_and_keeps_the_view_direction():
+    r = MIN_DEPTH + 0.15
+    c = torch.tensor([0.0, 0.0, r], dtype=torch.float64)
+    plain = Orbit(0, 90)(5, MIN_DEPTH)
+    w2c = Orbit(0, 90, dolly=0.5)(5, MIN_DEPTH)
+    dist = (camera_centers(w2c) - c).norm(dim=-1)
+    assert dist.tolist() == pytest.approx([r * (1 - 0.5 * i / 4) for i in range(5)], abs=1e-12)
+    torch.testing.assert_close(w2c[:, :3, :3], plain[:, :3, :3], atol=1e-12, rtol=0)  # same look-at rays
+    away = Arc(0, 60, 0, 20, dolly=-1.0)(3, MIN_DEPTH)
+    assert (camera_centers(away)[-1] - c).norm().item() == pytest.approx(2 * r)
+    torch.testing.assert_close(Orbit(0, 90, dolly=0.0)(5, MIN_DEPTH), plain, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("bad", [
+    lambda: Orbit(dolly=1.0), lambda: Arc(dolly=float("inf")),
     lambda: Dolly("sideways"), lambda: Dolly("in", fraction=1.0), lambda: Dolly("out", fraction=-1),
     lambda: Arc(pitch_end_deg=90), lambda: Orbit(0, float("nan")), lambda: FileTrajectory("x.json", convention="gl"),
 ])
