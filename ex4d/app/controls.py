@@ -4,18 +4,20 @@ A preset is a ``camera=`` option; each numeric control edits one key of that opt
 path is an ordinary ``infer.py`` command line (``camera=orbit camera.yaw_end_deg=45``). A control that the
 option's class has no key for is not applicable and is shown disabled.
 
-| control | ReferenceOrbit | ReferenceLoop180 | Orbit | Arc | Dolly |
-|---|---|---|---|---|---|
-| angle (deg) | ``angle_deg`` | - | ``yaw_end_deg`` | ``yaw_end_deg`` | - |
-| radius (pivot offset) | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` |
-| height (deg) | - | - | ``pitch_deg`` (+ ``lead_in``) | ``pitch_end_deg`` | - |
-| dolly | - | - | ``dolly`` | ``dolly`` | - |
-| zoom | - | - | - | - | ``fraction`` |
+| control | ReferenceOrbit | ReferenceLoop180 | Orbit | Arc | Dolly | DollyZoom | FocalZoom |
+|---|---|---|---|---|---|---|---|
+| angle (deg) | ``angle_deg`` | - | ``yaw_end_deg`` | ``yaw_end_deg`` | - | - | - |
+| radius (pivot offset) | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` | ``pivot_offset`` |
+| height (deg) | - | - | ``pitch_deg`` (+ ``lead_in``) | ``pitch_end_deg`` | - | - | - |
+| dolly | - | - | ``dolly`` | ``dolly`` | - | - | - |
+| zoom | - | - | - | - | ``fraction`` | ``fraction`` | - |
+| focal | - | - | - | - | - | - | ``focal_scale_end`` |
 
 "radius": the orbit radius is the nearest depth of frame 0 plus ``pivot_offset`` (``ex4d.cameras.trajectories``),
 so the control sets the offset, in scene units. "zoom" is the reference's zoom by dolly (``zoom_in`` /
-``zoom_out``: travel along the view axis as a fraction of that radius); a focal-length zoom needs per-frame
-intrinsics, which the trajectories do not have yet.
+``zoom_out``: travel along the view axis as a fraction of that radius; ``dolly_zoom`` also lowers the focal
+length so the pivot plane keeps its size); "focal" is the optical zoom of ``focal_zoom`` (per-frame intrinsics,
+the camera stays at the source pose).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from ex4d.utils.errors import InputError
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 # Presets offered in the app: every camera option but ``file`` (a path file has no knobs to edit).
-PRESETS = ("ref_30", "ref_60", "ref_90", "ref_180", "orbit", "full_180", "arc", "zoom_in", "zoom_out")
+PRESETS = ("ref_30", "ref_60", "ref_90", "ref_180", "orbit", "full_180", "arc", "zoom_in", "zoom_out", "dolly_zoom",
+           "focal_zoom")
 DEFAULT_PRESET = "ref_90"
 
 
@@ -51,13 +54,16 @@ CONTROLS = (
     Control("angle", "orbit angle (deg): where the path ends", -180.0, 180.0, 1.0,
             {"ReferenceOrbit": "angle_deg", "Orbit": "yaw_end_deg", "Arc": "yaw_end_deg"}),
     Control("radius", "radius: pivot distance behind the nearest surface (scene units)", -1.0, 5.0, 0.05,
-            {c: "pivot_offset" for c in ("ReferenceOrbit", "ReferenceLoop180", "Orbit", "Arc", "Dolly")}),
+            {c: "pivot_offset" for c in ("ReferenceOrbit", "ReferenceLoop180", "Orbit", "Arc", "Dolly", "DollyZoom",
+                                         "FocalZoom")}),
     Control("height", "height (deg): camera elevation, + above", -60.0, 60.0, 1.0,
             {"Orbit": "pitch_deg", "Arc": "pitch_end_deg"}),
     Control("dolly", "dolly: fraction of the radius closed by the last frame (< 0 backs away)", -1.0, 0.9, 0.05,
             {"Orbit": "dolly", "Arc": "dolly"}),
-    Control("zoom", "zoom (zoom_in / zoom_out): travel along the view axis, fraction of the radius", 0.05, 0.95, 0.05,
-            {"Dolly": "fraction"}),
+    Control("zoom", "zoom (zoom_in / zoom_out / dolly_zoom): travel along the view axis, fraction of the radius",
+            0.05, 0.95, 0.05, {"Dolly": "fraction", "DollyZoom": "fraction"}),
+    Control("focal", "focal (focal_zoom): focal length at the last frame, times the source's (< 1 widens)",
+            0.3, 3.0, 0.05, {"FocalZoom": "focal_scale_end"}),
 )
 CONTROL_NAMES = tuple(c.name for c in CONTROLS)
 
