@@ -39,6 +39,7 @@ from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
 from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, write_json
 from ex4d.runners.prepare_data import prepare_if_missing
 from ex4d.runners.validate import check_train_config
+from ex4d.training.strategy import strategy_info
 from ex4d.utils.checks import check_int
 from ex4d.utils.errors import InputError
 
@@ -77,7 +78,7 @@ def check_optimizer(cfg: DictConfig) -> None:
     """A fused AdamW asked for where Lightning would refuse it at the first step, caught before anything loads."""
     from ex4d.training.optim import FUSED_CLIP_MESSAGE, fused_conflict
 
-    deepspeed = "DeepSpeed" in str(cfg.strategy.get("_target_", ""))
+    deepspeed = strategy_info(cfg.strategy).deepspeed
     if cfg.optimizer.get("fused") and fused_conflict(cfg.trainer.get("precision", "32-true"),
                                                      cfg.trainer.get("gradient_clip_val"), deepspeed):
         raise InputError(FUSED_CLIP_MESSAGE)
@@ -123,11 +124,10 @@ def resolve_compile_blocks(cfg: DictConfig) -> bool:
     failed on 2x H100, so ``true`` is refused there. The module only compiles on CUDA: on a CPU any value
     trains eagerly. Writes the decision back into ``cfg.module``."""
     value = cfg.module.get("compile_blocks", False)
-    is_deepspeed = "DeepSpeed" in str(cfg.strategy.get("_target_", ""))
-    stage = int(cfg.strategy.get("stage", 0) or 0)
-    zero3 = is_deepspeed and stage == 3
+    strategy = strategy_info(cfg.strategy)
+    zero3 = strategy.deepspeed and strategy.zero_stage == 3
     if value == "auto":
-        value = is_deepspeed and stage <= 2
+        value = strategy.deepspeed and strategy.zero_stage <= 2
     elif not isinstance(value, bool):
         raise InputError(f"module.compile_blocks: expected auto, true or false, got {value!r}")
     elif value and zero3:

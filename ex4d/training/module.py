@@ -45,6 +45,7 @@ from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings
 from ex4d.training.checkpointing import enable_block_checkpointing, resolve_checkpoint_policy
 from ex4d.training.flow import FlowMatchingSchedule
 from ex4d.training.optim import OptimizerSettings, build_optimizer, lr_factor
+from ex4d.training.strategy import strategy_info
 from ex4d.utils.checks import check_bool, check_int, check_number
 from ex4d.utils.errors import InputError
 
@@ -443,7 +444,7 @@ class EX4DTrainingModule(L.LightningModule):
         clip = float(self.trainer.gradient_clip_val or 0)
         fused_allowed = not (isinstance(self.trainer.precision_plugin, MixedPrecision) and clip > 0)
         opt = build_optimizer(self.trainable_parameters(), self.optim, self.device.type,
-                              offload=_optimizer_offloaded(self.trainer.strategy), fused_allowed=fused_allowed)
+                              offload=strategy_info(self.trainer.strategy).offloads_optimizer, fused_allowed=fused_allowed)
         max_steps = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
         sched = LambdaLR(opt, lambda step: lr_factor(step, self.optim, max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
@@ -486,14 +487,6 @@ class EX4DTrainingModule(L.LightningModule):
             return save_adapter(path, self.model, self.lora, {**self.adapter_metadata(), **(metadata or {})})
 
 
-def _optimizer_offloaded(strategy) -> bool:
-    cfg = getattr(strategy, "config", None)
-    if not isinstance(cfg, dict):
-        return False
-    off = (cfg.get("zero_optimization") or {}).get("offload_optimizer") or {}
-    return isinstance(off, dict) and off.get("device", "none") not in (None, "none")
-
-
 @contextlib.contextmanager
 def full_adapter_values(module: EX4DTrainingModule):
     """Inside: every adapter parameter's ``.data`` is its full value, in fp32 where a DeepSpeed ZeRO optimizer keeps
@@ -520,7 +513,7 @@ def full_adapter_values(module: EX4DTrainingModule):
             yield
         return
     strategy = module.trainer.strategy if module._trainer is not None else None
-    if type(strategy).__name__ == "FSDPStrategy":
+    if strategy_info(strategy).fsdp:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         with FSDP.summon_full_params(strategy.model, writeback=False):
