@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -32,6 +33,7 @@ def training_latent_settings(cfg: DictConfig, loader=None) -> dict:
 def run_cache_latents(cfg: DictConfig) -> dict:
     """Build the VAE + CLIP of ``cfg.model`` (the DiT stays on the CPU) and cache every shard's inputs."""
     from ex4d.model.adapter import LoraSettings, build_ex4d_transformer
+    from ex4d.pipelines.conditioning import encode_clip
     from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings
 
     loader = instantiate(cfg.model)
@@ -46,7 +48,10 @@ def run_cache_latents(cfg: DictConfig) -> dict:
     # offload: each model visits the device only for its stage, so the 28 GB DiT never leaves the CPU here
     gen = EX4DGenerator(comps, model, GenerateSettings(progress=False, pin_memory=False), device=device,
                         memory_mode="offload")
-    summary = cache_latents(cfg.data.shards_dir, gen, settings, overwrite=cfg.overwrite, limit=cfg.limit,
+    encode = functools.partial(encode_clip, gen, mask_encoding=settings["mask_encoding"],
+                               first_frame_rounding=settings["first_frame_rounding"],
+                               clip_preprocess=settings["clip_preprocess"])
+    summary = cache_latents(cfg.data.shards_dir, encode, settings, overwrite=cfg.overwrite, limit=cfg.limit,
                             progress=cfg.progress)
     summary["settings"] = settings
     return summary
