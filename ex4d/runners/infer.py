@@ -382,7 +382,7 @@ def run_many(cfg: DictConfig, inputs: list[Path], out_dir: Path, stage: str) -> 
                 except Exception as e:  # noqa: BLE001 - one bad input must not stop the set
                     log.error("%s failed: %s", vid, error_reason(e))
     else:
-        from ex4d.pipelines.generate_lightning import GeneratePredictModule
+        from ex4d.lightning.predict import GeneratePredictModule
 
         dataset = ReconGenerateSet(inputs, ids, out_dir, recon, cfg.data.gen_height, cfg.data.gen_width,
                                    continue_on_error=True)
