@@ -9,25 +9,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ex4d.data.latents import cache_latents, latent_settings
+from ex4d.data.latents import cache_latents
+from ex4d.runners.shards import training_latent_settings
 
 log = logging.getLogger("ex4d.cache_latents")
-
-
-def backbone_id(loader) -> str:
-    """Identity of the backbone the inputs are encoded with (its weights folder, else its description)."""
-    return str(getattr(loader, "path", None) or repr(loader))
-
-
-def training_latent_settings(cfg: DictConfig, loader=None) -> dict:
-    """The cache record a training config expects (``cfg`` composed from train.yaml)."""
-    erosion = cfg.data.get("erosion") or {}
-    return latent_settings(
-        backbone_id(loader if loader is not None else instantiate(cfg.model)),
-        cfg.module.mask_encoding, cfg.module.first_frame_rounding, cfg.module.clip_preprocess,
-        erode=erosion.get("enabled", True), k_min=erosion.get("k_min", 2), k_max=erosion.get("k_max", 8),
-        seed=erosion.get("seed", 0),
-    )
 
 
 def run_cache_latents(cfg: DictConfig) -> dict:

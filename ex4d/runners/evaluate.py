@@ -3,7 +3,7 @@
 Steps:
 
 1. The benchmark set (``benchmark.data``): list its source videos, check they exist and match their sha256.
-2. Generated videos: either our pipeline (:func:`ex4d.runners.infer.run_many`, Lightning predict) into
+2. Generated videos: either our pipeline (:func:`ex4d.runners.stages.run_many`, Lightning predict) into
    ``<generation_root>/<fingerprint>/<id>/output.mp4``, where the fingerprint hashes every setting that
    changes the pixels, so a rerun skips finished videos and a changed setting starts a fresh folder; or
    ``generated_dir=`` (another method's outputs), matched to sources by file stem.
@@ -127,7 +127,7 @@ def fingerprint(settings: dict) -> str:
 def generate_videos(cfg: DictConfig, dataset: DictConfig, videos: list[BenchmarkVideo], model) -> tuple[Path, dict]:
     """Run the inference pipeline on every source (skipping finished ones); returns (folder, info)."""
     from ex4d.model.availability import DOWNLOAD_HINT
-    from ex4d.runners.infer import missing_generator_files, run_many
+    from ex4d.runners.stages import missing_generator_files, run_many
 
     checkpoint = resolve_checkpoint(cfg, model)
     settings = generation_settings(cfg, dataset, checkpoint)

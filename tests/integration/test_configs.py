@@ -44,7 +44,7 @@ def test_renderer_composite_is_checked_and_left_out_of_the_shard_fingerprint(com
     the mesh mode does. A bad value names the key."""
     from hydra.errors import InstantiationException
 
-    from ex4d.runners.prepare_data import shard_settings
+    from ex4d.runners.shards import shard_settings
     from ex4d.utils.errors import InputError
 
     by_mask = shard_settings(compose("prepare_data", ["renderer=cpu", "renderer.composite=mask"]))
