@@ -7,6 +7,7 @@ Table layouts live in :mod:`ex4d.metrics.report`; this module puts one run's res
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -104,3 +105,25 @@ def log_results(logger, results: Mapping, table: Table) -> str | None:
     if experiment is not None and hasattr(experiment, "finish"):
         experiment.finish()
     return type(logger).__name__
+
+
+FILES = {"results": "results.json", "table": "table.md", "latex": "table.tex", "per_video": "per_video.csv",
+         "summary": "summary.json"}
+
+
+def write_outputs(folder: Path, results: dict, rows: Sequence[Mapping], logger=None, record: Mapping | None = None) -> str:
+    """Every output of a run into ``folder``: the tables and ``per_video.csv`` (:func:`write_tables`), the numbers
+    to ``logger`` (:func:`log_results`; ``results["logger"]`` names it), ``results.json`` and ``summary.json``
+    (benchmark, method, input and generation provenance, plus ``record``: the run's commit, config hash and
+    stage times). Sets ``results["files"]``; returns the markdown table."""
+    table, md = write_tables(folder, results, rows)
+    results["files"] = dict(FILES)
+    results["logger"] = log_results(logger, results, table)
+    src = str(results["dataset"]["source"])
+    summary = {"benchmark": results["benchmark"], "method": results["method"], "n_videos": results["n_videos"],
+               "input": {"given": src, "kind": "benchmark",
+                         "resolved": src if src.startswith("builtin:") else str(Path(src).expanduser().resolve())},
+               "generation": results["generation"], **(record or {})}
+    for name, obj in (("results", results), ("summary", summary)):
+        (folder / FILES[name]).write_text(json.dumps(obj, indent=2, default=str))
+    return md

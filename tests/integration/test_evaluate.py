@@ -107,15 +107,26 @@ def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
 
 
 @pytest.fixture
-def tiny_sources(compose, tmp_path):
-    """The tiny set's source frames as evaluate reads them, resized to 32x48 (what a generator would output)."""
+def tiny_clips(compose):
+    """The tiny set's source frames as evaluate reads them (the clip options of ``data``), at the clip's size."""
+    from omegaconf import OmegaConf
+
     from ex4d.data.benchmark import list_benchmark_videos
-    from ex4d.io.video import resize_frames
-    from ex4d.runners.evaluate import load_source_frames
+    from ex4d.evaluation import SourceFrames
 
     cfg = compose("evaluate", [*TINY])
     vids = list_benchmark_videos(cfg.dataset.source, cfg.dataset.videos)
-    return {v.id: resize_frames(load_source_frames(cfg, v), 32, 48) for v in vids}
+    sources = SourceFrames(**{k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
+                              if not k.startswith("gen_")})
+    return {v.id: sources(v.path) for v in vids}
+
+
+@pytest.fixture
+def tiny_sources(tiny_clips):
+    """The tiny set's source frames resized to 32x48 (what a generator would output)."""
+    from ex4d.io.video import resize_frames
+
+    return {vid: resize_frames(frames, 32, 48) for vid, frames in tiny_clips.items()}
 
 
 def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, tiny_sources):
