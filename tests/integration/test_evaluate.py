@@ -129,23 +129,41 @@ def tiny_sources(tiny_clips):
     return {vid: resize_frames(frames, 32, 48) for vid, frames in tiny_clips.items()}
 
 
-def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, tiny_sources):
+def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, tiny_clips):
+    from ex4d.io.video import resize_frames
+    from ex4d.metrics.camera_following import relative_rotations_from_w2c, rotation_angle_deg
+
+    # 96x128: large enough for SIFT on carphone (bikes' 48x128 clip has too few matches at any size)
+    copies = {vid: resize_frames(frames, 96, 128) for vid, frames in tiny_clips.items()}
     gen = tmp_path / "other_method"
     gen.mkdir()
-    write_video(gen / "bikes.mp4", tiny_sources["bikes"], fps=15, lossless=True)
+    write_video(gen / "bikes.mp4", copies["bikes"], fps=15, lossless=True)
     (gen / "carphone_pristine").mkdir()  # our own layout works too
-    write_video(gen / "carphone_pristine" / "output.mp4", tiny_sources["carphone_pristine"], fps=15, lossless=True)
+    write_video(gen / "carphone_pristine" / "output.mp4", copies["carphone_pristine"], fps=15, lossless=True)
     out = tmp_path / "eval"
     # Only metrics that can run here: no allow_skip needed.
-    res = run_evaluate(compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
-                                            f"output_dir={out}", "n_boot=20",
-                                            "benchmark.metrics=[fid,temporal_flickering,camera_following]"]))
+    cfg = compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
+                               f"output_dir={out}", "n_boot=20",
+                               "benchmark.metrics=[fid,temporal_flickering,camera_following]"])
+    res = run_evaluate(cfg)
     assert res["skipped"] == [] and res["allow_skip"] is False
     assert res["method"] == "copy of the input" and res["generation"]["external"]
     assert abs(res["metrics"]["fid"]["value"]) < 1e-3  # identical sets
     assert "| **copy of the input** | 0.00" in (out / "table.md").read_text()
-    # camera-following ran on the benchmark path (no cameras.json for other methods): a copy does not move
-    assert res["metrics"]["camera_following_ratio"].get("failed") or res["metrics"]["camera_following_ratio"]["value"] < 0.2
+    # Camera-following ran on the benchmark path (no cameras.json for other methods; 90 degrees at the last frame).
+    # A copy of the input does not turn: an estimated rotation near zero, so a following ratio near 0 and an
+    # error equal to the requested rotation itself (mean over frames 1-4). carphone gives the estimate; bikes none.
+    m = res["metrics"]
+    requested = relative_rotations_from_w2c(instantiate(cfg.camera)(5, 1.0).numpy())
+    ratio, err = m["camera_following_ratio"], m["camera_rotation_error_deg"]
+    assert ratio["n"] == 1 and abs(ratio["value"]) < 0.05 and "1 of 2 videos without an estimate" in ratio["note"]
+    mean_requested_deg = np.mean([rotation_angle_deg(R) for R in requested[1:]])
+    assert err["n"] == 1 and err["value"] == pytest.approx(mean_requested_deg, abs=3)
+    with open(out / "per_video.csv") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert float(rows["carphone_pristine"]["camera_final_yaw_req_deg"]) == pytest.approx(90)
+    assert abs(float(rows["carphone_pristine"]["camera_final_yaw_est_deg"])) < 3
+    assert rows["bikes"]["camera_following_ratio"] == "nan" and rows["bikes"]["camera_failed_frames"] == "4"
 
 
 def test_generated_and_source_sets_must_match(compose, tmp_path, tiny_sources):
