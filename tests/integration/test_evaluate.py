@@ -320,3 +320,24 @@ def test_smoke_tables_of_two_camera_paths_differ(compose, tmp_path):
     assert tables["auto", "ref_30"] != tables["auto", "ref_180"]
     assert res["null", "ref_30"]["generation"]["checkpoint"] is None
     assert tables["null", "ref_30"] == tables["null", "ref_180"]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_numbers(compose, tmp_path, tiny_sources):
+    """trainer.devices=2 (two CPU processes, DDP over gloo, launched by Lightning as for GPUs): each process scores
+    its share of the videos, rank 0 merges them in video order, so results.json and per_video.csv match one process."""
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for vid, frames in tiny_sources.items():
+        write_video(gen / f"{vid}.mp4", frames[::-1].copy(), fps=15, lossless=True)  # not the source: FID > 0
+    args = ["benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny", "renderer=cpu", "metrics=tiny",
+            f"generated_dir={gen}", "n_boot=20", "benchmark.metrics=[fid,temporal_flickering,dynamic_degree]",
+            "trainer.accelerator=cpu", f"paths.output_dir={tmp_path}", f"paths.weights_dir={tmp_path}/no_weights"]
+    one = run_evaluate(compose("evaluate", [*args, f"output_dir={tmp_path / 'one'}"]))
+    r = subprocess.run([sys.executable, "evaluate.py", *args, f"output_dir={tmp_path / 'two'}", "trainer.devices=2",
+                        "trainer.strategy=ddp"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "MEMBER: 2/2" in r.stdout + r.stderr
+    two = _results(tmp_path / "two")
+    assert two["metrics"] == json.loads(json.dumps(one["metrics"])) and two["metrics"]["fid"]["value"] > 0
+    assert (tmp_path / "two" / "per_video.csv").read_text() == (tmp_path / "one" / "per_video.csv").read_text()
