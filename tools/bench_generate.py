@@ -779,6 +779,8 @@ CLI_RUNS = {  # name -> (label, overrides): the reference code path, then the de
     "cold": ("default (`levers=auto`), fresh machine cache: pays the compile", []),
     "second": ("default, second process (compile cache from the run above)", []),
     "fp8": ("INEXACT opt-in `generate.fp8_linears=rowwise` on top of the default", ["generate.fp8_linears=rowwise"]),
+    "offload": ("default levers, `model.memory_mode=offload`", ["model.memory_mode=offload"]),
+    "low_vram": ("default levers, `model.memory_mode=low_vram`", ["model.memory_mode=low_vram"]),
 }
 
 
@@ -918,7 +920,7 @@ def cli_table(rows: list[dict], device: str) -> str:
                      f"memory_mode {levers['memory_mode']['mode']} ({levers['memory_mode']['why']})"
                      + (f"; LoRA merged in place in {merge:.2f} s." if merge is not None else "."))
     lines.append("\nCommands (output and input folders omitted): " + "; ".join(
-        f"`{r['command']}`" for r in rows[: len(CLI_RUNS)]))
+        f"`{c}`" for c in dict.fromkeys(r["command"] for r in rows)))
     return "\n".join(lines)
 
 
@@ -969,7 +971,8 @@ def main() -> None:
     c.add_argument("--through-cli", action="store_true",
                    help="time `python infer.py stage=all` subprocesses (reference path vs default) and write the table")
     c.add_argument("--cli-shapes", default="512x512x49", help="HxWxT generation shapes, comma separated")
-    c.add_argument("--cli-runs", default="ref,cold,second", help="which runs per shape: ref, cold, second")
+    c.add_argument("--cli-runs", default="ref,cold,second",
+                   help="runs per shape, in order: ref, cold, second, fp8, offload, low_vram (CLI_RUNS)")
     c.add_argument("--cli-videos", type=int, default=2, choices=[1, 2], help="videos per process (the last is warm)")
     c.add_argument("--cli-dir", default=None, help="work folder (inputs, runs, the machine cache); default: a temp dir")
     c.add_argument("--doc", type=Path, default=None,
