@@ -410,6 +410,7 @@ def to_dtype(d: torch.dtype | str) -> torch.dtype:
 # --------------------------------------------------------------------------------------------------
 
 MEMORY_MODES = ("gpu", "offload", "low_vram")
+MEMORY_MODE_CHOICES = (*MEMORY_MODES, "auto")  # auto: picked from free GPU memory (ex4d.pipelines.memory)
 
 
 class WanLoader:
@@ -436,8 +437,8 @@ class WanLoader:
         memory_mode: str = "offload",
         load_text_encoder: bool = True,
     ) -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        if memory_mode not in MEMORY_MODE_CHOICES:
+            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
         self.path = str(path)
         self.dtype = to_dtype(dtype)
         self.vae_dtype = to_dtype(vae_dtype) if vae_dtype else None
@@ -491,8 +492,8 @@ class TinyWanLoader:
     is_tiny = True
 
     def __init__(self, seed: int = 0, num_layers: int = 2, dtype: str = "float32", memory_mode: str = "gpu") -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        if memory_mode not in MEMORY_MODE_CHOICES:
+            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
         self.seed = seed
         self.num_layers = num_layers
         self.dtype = to_dtype(dtype)
@@ -539,8 +540,8 @@ class RandomWanLoader:
     def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str = "gpu",
                  load_text_encoder: bool = True, transformer: dict | None = None, vae: dict | None = None,
                  image_encoder: dict | None = None, text_encoder: dict | None = None) -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        if memory_mode not in MEMORY_MODE_CHOICES:
+            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
         self.seed, self.dtype, self.device, self.memory_mode = int(seed), to_dtype(dtype), str(device), memory_mode
         self.load_text_encoder = bool(load_text_encoder)
         self.transformer_config = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **dict(transformer or {})}

@@ -32,7 +32,7 @@ def run_cache_latents(cfg: DictConfig) -> dict:
     model = build_ex4d_transformer(comps.transformer, LoraSettings(), hidden_channels=hidden)
     # offload: each model visits the device only for its stage, so the 28 GB DiT never leaves the CPU here
     gen = EX4DGenerator(comps, model, GenerateSettings(progress=False, pin_memory=False), device=device,
-                        memory_mode="offload")
+                        memory_mode="offload", shared_dit=True)
     encode = functools.partial(encode_clip, gen, mask_encoding=settings["mask_encoding"],
                                first_frame_rounding=settings["first_frame_rounding"],
                                clip_preprocess=settings["clip_preprocess"])

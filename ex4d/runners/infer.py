@@ -61,7 +61,8 @@ def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None
     files = write_generation(out_dir, frames, colour, mask, cfg.output_fps, cfg.recon.contact_columns) if write else {}
     return {"seconds": seconds, "frames": int(frames.shape[0]), "size": list(frames.shape[1:3]),
             "windows": plan_windows(int(frames.shape[0]), windows),
-            "timings": dict(getattr(generator, "last_timings", {})), "files": files}
+            "timings": dict(getattr(generator, "last_timings", {})), "files": files,
+            "levers": generator.lever_report() if hasattr(generator, "lever_report") else None}
 
 
 def resolve_stage(cfg: DictConfig) -> str:

@@ -133,7 +133,8 @@ def output_writer(fps: float, columns: int):
                 # The DataLoader turned the batch's arrays into tensors and Lightning moved them to the GPU.
                 colour, mask = (np.asarray(torch.as_tensor(batch[k]).cpu()) for k in ("colour", "mask"))
                 write_generation(stage_dir, np.asarray(prediction["frames"].cpu()), colour, mask, fps, columns)
-                write_json(stage_dir / "generate.json", {"timings": prediction["timings"]})
+                write_json(stage_dir / "generate.json", {"timings": prediction["timings"],
+                                                         "seconds": prediction.get("seconds")})
 
     return OutputWriter()
 
@@ -247,6 +248,8 @@ def run_many(cfg: DictConfig, inputs: list[Path], out_dir: Path, stage: str) -> 
                 loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False)
                 trainer.predict(module, loader, return_predictions=False)
                 trainer.strategy.barrier()
+                if module._generator is not None:
+                    summary["levers"] = module.generator.lever_report()
     rows = []
     for vid in ids:
         status = "skipped" if vid in finished_before else item_status(out_dir / vid, done_file)
