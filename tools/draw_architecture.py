@@ -17,9 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-# Planned folders (other branches): drawn dashed until they exist.
-PLANNED = {"evaluation": "ex4d/evaluation (planned): Metric protocol + Evaluator"}
-
 # (box title, folder + main names, what comes out) left to right: one run of infer.py, then evaluate.py.
 FLOW = [
     ("video", "ex4d/io, ex4d/data\nload_input_clip", "frames\n(T,H,W,3) uint8"),
@@ -27,7 +24,7 @@ FLOW = [
     ("mesh", "ex4d/mesh\nDWMeshBuilder", "DW-Mesh per frame;\nex4d/cameras:\npath w2c, K"),
     ("render", "ex4d/render\nCpuRenderer /\nNvdiffrastRenderer", "colour + mask\nvideos of the\nnew path"),
     ("generate", "ex4d/pipelines/generate.py\nEX4DGenerator\nex4d/model: Wan, LoRA,\nGeometryEncoder", "output.mp4"),
-    ("metrics", "ex4d/metrics\nFIDKID, FVD, VBench,\ncamera_following\n(+ ex4d/evaluation)", "results.json"),
+    ("metrics", "ex4d/metrics: FIDKID,\nFVD, VBench, camera_\nfollowing; run by\nex4d/evaluation Evaluator", "results.json,\nper_video.csv"),
 ]
 
 
@@ -46,9 +43,9 @@ def draw(out: Path) -> Path:
     ax.set_ylim(0, 10.5)
     ax.axis("off")
 
-    def box(x, y, w, h, text, face, dashed=False, size=9, weight="normal"):
+    def box(x, y, w, h, text, face, size=9, weight="normal"):
         ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=face, ec="#333",
-                                    lw=1.0, ls="--" if dashed else "-"))
+                                    lw=1.0))
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, weight=weight)
 
     def arrow(x0, y0, x1, y1, colour="#333"):
@@ -89,12 +86,10 @@ def draw(out: Path) -> Path:
         bw = 1.8
         for j, f in enumerate(folders):
             x = 0.7 + j * (bw + 0.15)
-            planned = f in PLANNED and not (ROOT / "ex4d" / f / "__init__.py").is_file()
             hydra = f in ("runners", "app")
             lightning = f in ("lightning", "training", "evaluation", "runners")
             face = "#f6d5d5" if hydra else "#dff0d8" if lightning else "#ffffff"
-            box(x, yy + 0.05, bw, row_h - 0.12, f + ("  (planned)" if planned else ""), face, dashed=planned,
-                size=9, weight="bold")
+            box(x, yy + 0.05, bw, row_h - 0.12, f, face, size=9, weight="bold")
         lower = {f for f, k in ranks.items() if k < r}
         allowed = {f: ("every lower row" if ALLOWED[f] == lower else ", ".join(sorted(ALLOWED[f])) or "nothing")
                    for f in folders}
@@ -103,8 +98,7 @@ def draw(out: Path) -> Path:
             ax.text(x_text, yy + row_h / 2 - 0.04, f"may import: {next(iter(allowed.values()))}", va="center", fontsize=7.5,
                     color="#555")
     ax.text(9.4, 3.3, "red: imports Hydra / OmegaConf\ngreen: imports Lightning\nwhite: plain PyTorch / NumPy\n"
-            "dashed: planned folder\n\nlevers (planned): the speed levers\nof pipelines/generate.py move to\n"
-            "pipelines/levers.py (a policy object)", fontsize=8.5, va="top", color="#333",
+            "\nspeed levers: GenerateSettings\n(pipelines/generate.py), the policy\nin pipelines/levers.py", fontsize=8.5, va="top", color="#333",
             bbox=dict(fc="#fafafa", ec="#bbb"))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

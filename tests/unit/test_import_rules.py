@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipelines": _BELOW_PIPELINES,
     "lightning": _BELOW_PIPELINES | {"pipelines"},
     "training": _BELOW_PIPELINES | {"pipelines", "lightning", "metrics"},
-    "evaluation": _BELOW_PIPELINES | {"pipelines", "lightning", "metrics"},  # planned: ex4d/evaluation (Evaluator)
+    "evaluation": _BELOW_PIPELINES | {"pipelines", "lightning", "metrics"},
     "runners": _BELOW_PIPELINES | {"pipelines", "lightning", "training", "metrics", "evaluation"},
     "app": _BELOW_PIPELINES | {"pipelines", "lightning", "training", "metrics", "evaluation", "runners"},
 }
