@@ -124,7 +124,9 @@ class FramesOfPath:
         self.camera = camera
         self.num_frames = num_frames
         self.frames = list(frames)
-        self.pivot_offset = getattr(camera, "pivot_offset", 0.15)
+        from ex4d.cameras.trajectories import DEFAULT_PIVOT_OFFSET
+
+        self.pivot_offset = getattr(camera, "pivot_offset", DEFAULT_PIVOT_OFFSET)
 
     def validate(self, num_frames: int) -> None:
         if hasattr(self.camera, "validate"):

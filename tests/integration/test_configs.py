@@ -55,3 +55,28 @@ def test_renderer_composite_is_checked_and_left_out_of_the_shard_fingerprint(com
         assert instantiate(compose("infer", [f"renderer={option}"]).renderer).composite == "auto"
         with pytest.raises((InputError, InstantiationException), match="renderer.composite"):
             instantiate(compose("infer", [f"renderer={option}", "renderer.composite=over"]).renderer)
+
+
+def test_the_pivot_offset_has_one_home(compose):
+    """ex4d.cameras.DEFAULT_PIVOT_OFFSET is the only place the reference's offset is written: every camera option and
+    the masking pose samplers leave it null and get it from there; settings fingerprints hash the value, so null and
+    the spelled-out value agree (shards written before stay valid)."""
+    import re
+
+    from ex4d.cameras import DEFAULT_PIVOT_OFFSET
+    from ex4d.runners.prepare_data import shard_settings
+
+    spelled = [str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml")
+               if re.search(r"^\s*pivot_offset:\s*[-0-9.]", p.read_text(), flags=re.M)]
+    assert not spelled, f"pivot_offset spelled out in {spelled}: leave it null (ex4d.cameras.DEFAULT_PIVOT_OFFSET)"
+    for option in _options("camera"):
+        if option != "file":
+            assert instantiate(compose("infer", [f"camera={option}"]).camera).pivot_offset == DEFAULT_PIVOT_OFFSET
+    for masking in ("render", "track_render"):
+        cfg = compose("prepare_data", [f"masking={masking}"])
+        poses = (cfg.masking.poses if masking == "render" else cfg.masking.render.poses)
+        assert instantiate(poses).pivot_offset == (DEFAULT_PIVOT_OFFSET, DEFAULT_PIVOT_OFFSET)
+    key = "masking.poses.pivot_offset"
+    assert shard_settings(compose("prepare_data", [f"{key}={DEFAULT_PIVOT_OFFSET}"])) == \
+        shard_settings(compose("prepare_data"))
+    assert shard_settings(compose("prepare_data", [f"{key}=0.5"])) != shard_settings(compose("prepare_data"))
