@@ -422,6 +422,13 @@ def _encoder_width(value: int | None, default: int) -> int:
     return default if value is None else check_int(value, "model.encoder_hidden_channels", minimum=1)
 
 
+def _check_memory_mode(memory_mode: str | None) -> None:
+    """``model.memory_mode``: one of MEMORY_MODES (inference placement), or None where the caller places the
+    model itself (training: conf/train.yaml sets it null and train.py refuses a value)."""
+    if memory_mode is not None and memory_mode not in MEMORY_MODES:
+        raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+
+
 class WanLoader:
     """``model=wan_i2v_14b_480p``: where the Wan weights live and how to run them. Loads on :meth:`load`.
 
@@ -432,7 +439,8 @@ class WanLoader:
         encoder_hidden_channels: geometry-encoder width of adapters on this model; None = the released adapter's
             (:data:`~ex4d.model.adapter.ENCODER_HIDDEN_CHANNELS`). An adapter file's own width wins at inference.
         memory_mode: ``gpu`` (all on the GPU, about 50 GB), ``offload`` (each model on the GPU only for its
-            stage, about 35 GB), ``low_vram`` (also streams DiT blocks from pinned CPU memory: fits 24 GB).
+            stage, about 35 GB), ``low_vram`` (also streams DiT blocks from pinned CPU memory: fits 24 GB); None
+            for training, which places the model itself (conf/train.yaml).
     """
 
     is_tiny = False
@@ -445,12 +453,11 @@ class WanLoader:
         image_encoder_dtype: str | None = None,
         transformer_files: Sequence[str] | None = None,
         vae_file: str | None = None,
-        memory_mode: str = "offload",
+        memory_mode: str | None = "offload",
         load_text_encoder: bool = True,
         encoder_hidden_channels: int | None = None,
     ) -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        _check_memory_mode(memory_mode)
         self.path = str(path)
         self.dtype = to_dtype(dtype)
         self.vae_dtype = to_dtype(vae_dtype) if vae_dtype else None
@@ -506,10 +513,9 @@ class TinyWanLoader:
 
     is_tiny = True
 
-    def __init__(self, seed: int = 0, num_layers: int = 2, dtype: str = "float32", memory_mode: str = "gpu",
+    def __init__(self, seed: int = 0, num_layers: int = 2, dtype: str = "float32", memory_mode: str | None = "gpu",
                  encoder_hidden_channels: int | None = None) -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        _check_memory_mode(memory_mode)
         self.seed = seed
         self.num_layers = num_layers
         self.dtype = to_dtype(dtype)
@@ -557,12 +563,11 @@ class RandomWanLoader:
     random_adapter_if_missing = True
     source = "random real-shape weights (BENCHMARK ONLY)"
 
-    def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str = "gpu",
+    def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str | None = "gpu",
                  load_text_encoder: bool = True, transformer: dict | None = None, vae: dict | None = None,
                  image_encoder: dict | None = None, text_encoder: dict | None = None,
                  encoder_hidden_channels: int | None = None) -> None:
-        if memory_mode not in MEMORY_MODES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+        _check_memory_mode(memory_mode)
         self.seed, self.dtype, self.device, self.memory_mode = int(seed), to_dtype(dtype), str(device), memory_mode
         self.load_text_encoder = bool(load_text_encoder)
         self.encoder_hidden_channels = _encoder_width(encoder_hidden_channels, ENCODER_HIDDEN_CHANNELS)

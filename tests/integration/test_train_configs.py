@@ -43,6 +43,32 @@ def test_strategy_constructs(compose, option):
         assert ("offload_optimizer" in zero) == option.endswith("offload")
 
 
+def test_memory_mode_is_an_inference_setting_refused_by_train(compose, tmp_path):
+    """model.memory_mode places the model for infer.py / evaluate.py; the training module places it itself, so
+    conf/train.yaml leaves it null and a value is refused (it used to be ignored silently)."""
+    from ex4d.runners.train import run_train
+    from ex4d.utils.errors import InputError
+
+    for model in _options("model"):
+        assert compose("train", [f"model={model}"]).model.memory_mode is None
+        assert compose("infer", [f"model={model}"]).model.memory_mode in ("gpu", "offload", "low_vram")
+    cfg = compose("train", ["model=wan_tiny", "data=synthetic", "model.memory_mode=low_vram", f"output_dir={tmp_path}"])
+    with pytest.raises(InputError, match="model.memory_mode=low_vram: an inference setting"):
+        run_train(cfg)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_experiments_are_training_only(compose):
+    """conf/experiment holds training recipes (`override /data: monocular`, ...): only train.py offers the group."""
+    from hydra.errors import ConfigCompositionException
+
+    for entry in ("infer", "evaluate", "prepare_data", "mask_preview"):
+        with pytest.raises(ConfigCompositionException, match="experiment"):
+            compose(entry, ["experiment=ex4d_paper"])
+    for experiment in _options("experiment"):
+        assert "python train.py" in (CONF / "experiment" / f"{experiment}.yaml").read_text()
+
+
 @pytest.mark.parametrize("option", _options("logger"))
 def test_logger_constructs(compose, tmp_path, option):
     if option == "wandb" and importlib.util.find_spec("wandb") is None:
