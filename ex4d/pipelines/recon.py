@@ -59,7 +59,7 @@ def recon_memory_bytes(num_frames: int, height: int, width: int, chunk_size: int
 
 def check_recon_options(chunk_size=8, fps=30.0, save_meshes="none", mesh_format="ply", contact_columns=8,
                         replace_first_frame=True, export=()) -> None:
-    """Check the ``recon.*`` keys of ``conf/infer.yaml`` before any work; InputError names the key."""
+    """Check the ``recon.*`` keys (``conf/recon/default.yaml``) before any work; InputError names the key."""
     from ex4d.pipelines.export import check_export_formats
 
     check_export_formats(export, "recon.export")

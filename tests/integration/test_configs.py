@@ -102,11 +102,11 @@ def _targets(node, path: str = ""):
 def test_the_matrix_covers_every_group_and_option():
     groups = {(e, g) for e, _, g, _ in MATRIX}
     for entry, expect in {"infer": {"clip", "data", "depth", "camera", "mesh", "renderer", "model", "lora", "generate",
-                                    "paths"},
+                                    "recon", "paths"},
                           "train": {"data", "model", "lora", "optimizer", "strategy", "trainer", "callbacks",
                                     "generate", "logger", "paths", "experiment"},
                           "evaluate": {"benchmark", "metrics", "clip", "data", "depth", "mesh", "renderer", "model",
-                                       "lora", "generate", "logger", "paths"}}.items():
+                                       "lora", "generate", "recon", "logger", "paths"}}.items():
         assert expect <= {g for e, g in groups if e == entry}, entry
     assert len(MATRIX) > 100
 
@@ -146,6 +146,13 @@ def test_every_option_of_every_entry_composes_and_instantiates(compose, tmp_path
     if group == "logger":  # evaluate: the save_dir is the results folder (ex4d.runners.evaluate.log_to_logger)
         if node.get("_target_"):
             instantiate(node, **{k: str(tmp_path) for k in ("save_dir",) if node.get(k, "") is None})
+        return
+    if group == "recon":  # a value group: checked as infer.py / evaluate.py check it
+        from ex4d.pipelines.recon import check_recon_options
+        from ex4d.runners.validate import RECON_KEYS
+
+        assert set(node) <= set(RECON_KEYS), sorted(set(node) - set(RECON_KEYS))
+        check_recon_options(**node)
         return
     targets = list(_targets(node))
     for path, target in targets:
