@@ -32,7 +32,7 @@ def clip_options(data: Mapping) -> dict:
     unknown = sorted(keys - set(CLIP_KEYS) - set(GENERATION_KEYS))
     if unknown:
         if keys & {"shards", "videos", "root", "num_clips"}:
-            raise InputError("data: this is a training data set (data=monocular, data=tiny or data=synthetic: "
+            raise InputError("data: this is a training data option (data=monocular, data=tiny or data=synthetic: "
                              "train.py, tools/prepare_data.py); inference inputs are the clip group (clip=video, the "
                              "default, or clip=tiny; values data.num_frames=..., data.max_side=...): drop the data= "
                              "override")

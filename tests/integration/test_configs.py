@@ -126,7 +126,7 @@ def test_every_option_of_every_entry_composes_and_instantiates(compose, tmp_path
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     if entry in ("infer", "evaluate"):
         if group == "data":  # training sets: they compose, and the inference pipeline refuses them with one line
-            with pytest.raises(InputError, match="training data set"):
+            with pytest.raises(InputError, match="training data option"):
                 clip_options(cfg.data)
             return
         clip_options(cfg.data)  # the inference inputs (conf/clip at data.*): checked as infer.py checks them

@@ -11,7 +11,7 @@ from ex4d.utils.errors import InputError
 @pytest.mark.parametrize("option", ["monocular", "tiny", "synthetic"])
 def test_training_data_options_are_refused_for_inference(compose, option):
     cfg = compose("infer", [f"data={option}"])
-    with pytest.raises(InputError, match=r"training data set.*inference inputs are the clip group \(clip=video"):
+    with pytest.raises(InputError, match=r"training data option.*inference inputs are the clip group \(clip=video"):
         clip_options(cfg.data)
 
 
