@@ -181,7 +181,7 @@ def bench_generation(args, device, dtype) -> list[dict]:
     rows = []
     for mode in args.modes:
         steps = args.steps if mode == "gpu" else args.mode_steps
-        settings = GenerateSettings(num_steps=steps, progress=False)
+        settings = GenerateSettings(levers="off", num_steps=steps, progress=False)
         torch.cuda.empty_cache()
         t0 = time.perf_counter()
         gen = EX4DGenerator(comps, model, settings, device=device, memory_mode=mode)
@@ -236,7 +236,7 @@ def tiny_dry_run() -> None:
     mask = torch.rand(T, H, W) > 0.3
     pos, neg = torch.randn(1, 512, 16), torch.randn(1, 512, 16)
     for mode in ("gpu", "offload", "low_vram"):
-        gen = EX4DGenerator(comps, model, GenerateSettings(num_steps=2, progress=False), device="cpu", memory_mode=mode)
+        gen = EX4DGenerator(comps, model, GenerateSettings(levers="off", num_steps=2, progress=False), device="cpu", memory_mode=mode)
         out = gen(colour, mask, prompt_embeds=pos, negative_prompt_embeds=neg)
         print(f"  tiny {mode}: {tuple(out.shape)} stages {gen.last_timings}")
     print(f"  FLOPs of one 14B forward at 13,312 tokens: {dit_flops(13312) / 1e12:.1f} TFLOP")
@@ -495,7 +495,7 @@ def lever_video_rows(args, comps, model, budget, table, state: dict, which: str)
             table.append({"section": "video", "lever": lever, "shape": label, "skipped": "time budget"})
             print(f"  [{budget.elapsed:5.0f} s] skip video {lever} (time budget)", flush=True)
             continue
-        settings = GenerateSettings(num_steps=steps, progress=False, **kw)
+        settings = GenerateSettings(levers="off", num_steps=steps, progress=False, **kw)
         _empty_cache(device)
         gen = None
         try:
@@ -619,7 +619,7 @@ def lever_memory_rows(args, comps, model, budget, table, gpu_per_forward: float 
             table.append({"section": "memory", "lever": lever, "shape": label, "skipped": "time budget"})
             print(f"  [{budget.elapsed:5.0f} s] skip {lever} (time budget)", flush=True)
             continue
-        settings = GenerateSettings(num_steps=steps, progress=False, **kw)
+        settings = GenerateSettings(levers="off", num_steps=steps, progress=False, **kw)
         build_kw = {k: v for k, v in kw.items() if k == "pin_memory"}
         try:
             _sync(device)
@@ -627,7 +627,7 @@ def lever_memory_rows(args, comps, model, budget, table, gpu_per_forward: float 
             if gen is None or build_kw or gen.placement.mode != mode:
                 gen = None
                 _empty_cache(device)
-                gen = EX4DGenerator(comps, model, GenerateSettings(num_steps=steps, progress=False, **build_kw),
+                gen = EX4DGenerator(comps, model, GenerateSettings(levers="off", num_steps=steps, progress=False, **build_kw),
                                     device=device, memory_mode=mode)
             _sync(device)
             place_s = time.perf_counter() - t0
@@ -771,6 +771,171 @@ def print_tables(fwd_rows, gen_rows, device_name) -> None:
               f"UMT5-XXL encoder, about {UMT5_XXL_GIB:.1f} GiB more in gpu mode, transient in the others.)")
 
 
+# ---- through the user's command (issue 14) ---------------------------------------------------------
+
+CLI_BEGIN, CLI_END = "<!-- through-cli:begin -->", "<!-- through-cli:end -->"
+CLI_RUNS = {  # name -> (label, overrides): the reference code path, then the default twice
+    "ref": ("reference path (`generate.levers=off`: LoRA unmerged, eager, 2 CFG forwards)", ["generate.levers=off"]),
+    "cold": ("default (`levers=auto`), fresh machine cache: pays the compile", []),
+    "second": ("default, second process (compile cache from the run above)", []),
+    "fp8": ("INEXACT opt-in `generate.fp8_linears=rowwise` on top of the default", ["generate.fp8_linears=rowwise"]),
+    "offload": ("default levers, `model.memory_mode=offload`", ["model.memory_mode=offload"]),
+    "low_vram": ("default levers, `model.memory_mode=low_vram`", ["model.memory_mode=low_vram"]),
+}
+
+
+def _frames_psnr(a: Path, b: Path) -> float:
+    """PSNR (dB) between two videos' frames (uint8, same shape)."""
+    import numpy as np
+
+    from ex4d.io.video import read_video
+
+    fa, fb = read_video(a)[0].astype(np.float64), read_video(b)[0].astype(np.float64)
+    mse = float(((fa - fb) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _cli_shapes(text: str) -> list[tuple[int, int, int]]:
+    return [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s.strip()]
+
+
+def run_through_cli(args) -> list[dict]:
+    """``python infer.py stage=all`` as a user runs it, per shape: the reference path, the default in a fresh
+    machine cache (compile paid), the default in a second process (compile cache reused); each process
+    generates ``--cli-videos`` videos, so the last one of each is a warm video. Returns the rows."""
+    import os
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    work = Path(args.cli_dir) if args.cli_dir else Path(tempfile.mkdtemp(prefix="ex4d_cli_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(root / "tools" / "sample_inputs.py"), "--out", str(work)], check=True,
+                   cwd=root, capture_output=True)
+    videos = work / "set"  # --cli-videos of the sample clips, long enough for the frame counts
+    videos.mkdir(exist_ok=True)
+    clips = [work / "videos" / "carphone_pristine.mp4", work / "videos" / "bikes.mp4"]
+    for clip in clips[: args.cli_videos]:
+        (videos / clip.name).write_bytes(clip.read_bytes())
+    cache = work / "cache"  # EX4D_CACHE_DIR: fresh, so the first default run pays the compile
+    if args.tiny:
+        model = ["model=wan_tiny", "checkpoint=null", "renderer=cpu", "data.max_side=128", "data.multiple=16"]
+        steps = 2
+    else:
+        model = ["model=wan_i2v_14b_random", "checkpoint=random"]
+        steps = args.video_steps
+    rows = []
+    for H, W, T in _cli_shapes(args.cli_shapes):
+        for name in args.cli_runs.split(","):
+            label, extra = CLI_RUNS[name]
+            out = work / "runs" / f"{H}x{W}x{T}_{name}"
+            cmd = ["infer.py", "stage=all", *model, f"input={videos}", "depth=planes", f"data.num_frames={T}",
+                   f"data.gen_height={H}", f"data.gen_width={W}", f"generate.num_steps={steps}",
+                   *([f"windows.frames={T}"] if T > 49 else []), *extra, f"+output_dir={out}"]  # one window
+            env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+            env["EX4D_CACHE_DIR"] = str(cache)
+            print(f"[through-cli] {H}x{W}x{T} {name}: python {' '.join(cmd)}", flush=True)
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, *cmd], cwd=root, env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if args.json:
+                (args.json.parent / f"{H}x{W}x{T}_{name}.log").write_text(proc.stdout + proc.stderr)
+            row = {"shape": f"{H}x{W}x{T}", "run": name, "label": label, "wall_s": wall,
+                   "command": "python " + " ".join(c for c in cmd if not c.startswith(("+output_dir", "input="))),
+                   "returncode": proc.returncode}
+            if proc.returncode:
+                row["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+                print(f"  FAILED ({proc.returncode}): {row['error']}", flush=True)
+                rows.append(row)
+                continue
+            summary = json.loads((out / "summary.json").read_text())
+            row["peak_gib"] = max((s.get("peak_gpu_memory_gib") or 0) for s in summary["stages"].values())
+            row["levers"] = summary.get("levers")
+            row["videos"] = []
+            for item in summary["items"]:
+                d = out / item["id"]
+                gen = json.loads((d / "generate.json").read_text())
+                rec = json.loads((d / "recon_summary.json").read_text())
+                row["videos"].append({"id": item["id"], "recon_s": rec["seconds"], "generate_s": gen["seconds"],
+                                      "video_s": rec["seconds"] + gen["seconds"], "timings": gen["timings"]})
+            exact = next((r for r in rows if r["shape"] == row["shape"] and r["run"] in ("cold", "second")
+                          and "videos" in r), None)
+            if name == "fp8" and exact:  # same seed, same inputs: how far the inexact lever moves the output
+                exact_dir = work / "runs" / f"{H}x{W}x{T}_{exact['run']}"
+                row["psnr_vs_exact_db"] = {v["id"]: _frames_psnr(out / v["id"] / "output.mp4",
+                                                                 exact_dir / v["id"] / "output.mp4")
+                                           for v in row["videos"] if (exact_dir / v["id"] / "output.mp4").is_file()}
+            row["first_video_s"] = row["videos"][0]["video_s"]
+            row["warm_video_s"] = row["videos"][-1]["video_s"]
+            print(f"  wall {wall:.1f} s; videos " + ", ".join(f"{v['video_s']:.1f} s" for v in row["videos"])
+                  + f"; peak {row['peak_gib']:.1f} GiB", flush=True)
+            rows.append(row)
+            if args.json:  # after every run: a run cut short by a time limit keeps what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps({"rows": rows}, indent=2))
+    return rows
+
+
+def cli_table(rows: list[dict], device: str) -> str:
+    """The markdown of the through-CLI rows (each beside the reference path of its shape: ratio)."""
+    ref = {r["shape"]: r for r in rows if r["run"] == "ref" and "warm_video_s" in r}
+    weights = "the tiny test model" if "tiny" in device else "random 14B weights of the real shapes, UMT5 included"
+    lines = [f"Measured on **{device}** with `python tools/bench_generate.py --through-cli` "
+             f"({time.strftime('%Y-%m-%d')}; {weights}; "
+             "`depth=planes`, the sample clips). *video* = recon + generation of one video inside a run (text, "
+             "CLIP, VAE, denoise, decode; the mp4 writing is not in it, the process wall is).", "",
+             "| shape | run | first video | warm video | share of the warm video (text / CLIP / VAE enc / denoise / "
+             "decode / recon) | process wall | peak GiB | warm video vs reference path |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "warm_video_s" not in r:
+            lines.append(f"| {r['shape']} | {r['label']} | failed: {' '.join(r.get('error', []))[:120]} | | | | | |")
+            continue
+        v = r["videos"][-1]
+        tm = v["timings"]
+        parts = [tm.get("text_encode", 0), tm.get("image_encode", 0), tm.get("vae_encode", 0), tm.get("denoise", 0),
+                 tm.get("vae_decode", 0), v["recon_s"]]
+        share = " / ".join(f"{p:.1f}" for p in parts)
+        base = ref.get(r["shape"])
+        ratio = f"x{base['warm_video_s'] / r['warm_video_s']:.2f}" if base else "-"
+        lines.append(f"| {r['shape']} | {r['label']} | {r['first_video_s']:.1f} s | **{r['warm_video_s']:.1f} s** | "
+                     f"{share} s | {r['wall_s']:.0f} s | {r['peak_gib']:.1f} | {ratio} |")
+    by = {(r["shape"], r["run"]): r for r in rows if "warm_video_s" in r}
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        cold, second = by.get((shape, "cold")), by.get((shape, "second"))
+        if cold and second:
+            gap = second["first_video_s"] / cold["warm_video_s"] - 1
+            lines.append(f"\n{shape}: a second process's first video {second['first_video_s']:.1f} s vs a warm video "
+                         f"{cold['warm_video_s']:.1f} s ({gap:+.0%}; goal within 10%).")
+    for r in rows:
+        if r.get("psnr_vs_exact_db"):
+            psnr = ", ".join(f"{k} {v:.1f} dB" for k, v in r["psnr_vs_exact_db"].items())
+            lines.append(f"\n{r['shape']} fp8 (inexact): PSNR of its output frames vs the exact default run's, same "
+                         f"seed and inputs (both through the mp4 encoder): {psnr}.")
+    levers = next((r["levers"] for r in rows if r.get("levers") and r["run"] not in ("ref", "fp8")), None)
+    if levers:
+        on = [k for k, v in levers.items() if isinstance(v, dict) and v.get("on") is True]
+        merge = levers.get("build_seconds", {}).get("lora_merge")
+        lines.append(f"\nDefault levers as summary.json reports them: {', '.join(on) or 'none (plain path)'}; "
+                     f"memory_mode {levers['memory_mode']['mode']} ({levers['memory_mode']['why']})"
+                     + (f"; LoRA merged in place in {merge:.2f} s." if merge is not None else "."))
+    lines.append("\nCommands (output and input folders omitted): " + "; ".join(
+        f"`{c}`" for c in dict.fromkeys(r["command"] for r in rows)))
+    return "\n".join(lines)
+
+
+def write_doc_table(doc: Path, table: str) -> None:
+    """Replace the text between the through-CLI markers of ``doc`` (appended as a section if absent)."""
+    text = doc.read_text() if doc.is_file() else ""
+    block = f"{CLI_BEGIN}\n{table}\n{CLI_END}"
+    if CLI_BEGIN in text and CLI_END in text:
+        head, rest = text.split(CLI_BEGIN, 1)
+        text = head + block + rest.split(CLI_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n### Through the user's command (`--through-cli`)\n\n" + block + "\n"
+    doc.write_text(text)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--skip-forward", action="store_true", help="skip the single-forward benchmark")
@@ -802,8 +967,33 @@ def main() -> None:
                    help="GenerateSettings.compile_cache of the compiled video rows (torch.compile mega-cache file)")
     g.add_argument("--compile-estimate-s", type=float, default=45,
                    help="expected seconds of one block compile, for the budget decisions")
+    c = p.add_argument_group("through the user's command (issue 14)")
+    c.add_argument("--through-cli", action="store_true",
+                   help="time `python infer.py stage=all` subprocesses (reference path vs default) and write the table")
+    c.add_argument("--cli-shapes", default="512x512x49", help="HxWxT generation shapes, comma separated")
+    c.add_argument("--cli-runs", default="ref,cold,second",
+                   help="runs per shape, in order: ref, cold, second, fp8, offload, low_vram (CLI_RUNS)")
+    c.add_argument("--cli-videos", type=int, default=2, choices=[1, 2], help="videos per process (the last is warm)")
+    c.add_argument("--cli-dir", default=None, help="work folder (inputs, runs, the machine cache); default: a temp dir")
+    c.add_argument("--doc", type=Path, default=None,
+                   help="markdown file whose through-CLI table is replaced (e.g. docs/performance.md)")
     args = p.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+
+    if args.through_cli:
+        rows = run_through_cli(args)
+        device = "CPU, tiny random model (numbers meaningless)" if args.tiny else (
+            torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU")
+        table = cli_table(rows, device)
+        print(table)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"device": device, "rows": rows}, indent=2))
+        if args.doc:
+            write_doc_table(args.doc, table)
+        if any(r.get("returncode") for r in rows):
+            sys.exit(1)
+        return
 
     if args.levers:
         run_levers(args)

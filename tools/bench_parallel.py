@@ -116,7 +116,7 @@ def main() -> None:
             prm.copy_(torch.randn(prm.shape, device=device, dtype=prm.dtype, generator=g) * 0.01)
     say(f"  models built in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    settings = GenerateSettings(num_steps=args.steps, progress=False, fuse_lora=True, cfg_batch=True, vae_batch=True,
+    settings = GenerateSettings(levers="off", num_steps=args.steps, progress=False, fuse_lora=True, cfg_batch=True, vae_batch=True,
                                 compile_blocks=args.compile)
     gcpu = torch.Generator().manual_seed(0)
     colour = torch.randint(0, 256, (T, H, W, 3), dtype=torch.uint8, generator=gcpu)

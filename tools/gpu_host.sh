@@ -4,6 +4,8 @@
 #   bash tools/gpu_host.sh entrypoints  # infer.py / train.py / evaluate.py as subprocesses (docs/performance.md)
 #   bash tools/gpu_host.sh generate   # bench_generate (random 14B weights)
 #   bash tools/gpu_host.sh levers     # bench_generate --levers: the issue-6 table, under 9 minutes
+#   bash tools/gpu_host.sh cli [...]  # bench_generate --through-cli: infer.py stage=all, reference path vs default
+#                                     # (needs .whl_av installed too: av writes the mp4s)
 #   bash tools/gpu_host.sh parallel   # 2+ GPUs: one 480x832x81 video over all GPUs vs one (bench_parallel)
 #   bash tools/gpu_host.sh scaling    # 2+ GPUs: train.py ZeRO-3 on 1 and all GPUs (bench_train_scaling)
 #   bash tools/gpu_host.sh train      # bench_train: compiled ZeRO-2 steps, full vs selective checkpointing
@@ -56,6 +58,12 @@ case "${1:-tests}" in
   attention)
     shift
     python3 tools/bench_attention.py --json "$OUT/bench_attention.json" "$@" 2>&1 | tee "$OUT/bench_attention.log"
+    ;;
+  cli)
+    shift
+    python3 tools/bench_generate.py --through-cli --json "$OUT/through_cli.json" --doc docs/performance.md "$@" \
+      2>&1 | tee "$OUT/through_cli.log"
+    cp docs/performance.md "$OUT/performance.md"
     ;;
   profile)
     shift

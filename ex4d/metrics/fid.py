@@ -182,7 +182,11 @@ class FIDKID:
 
     def update(self, video: Tensor | np.ndarray, real: bool, name: str = "video") -> None:
         """Add one video's frames to the source (``real=True``) or generated set."""
-        self._features[real].append(self.features(video, name))
+        self.add_features(self.features(video, name), real)
+
+    def add_features(self, features: np.ndarray, real: bool) -> None:
+        """Add one video's (T', D) features from :meth:`features` (e.g. computed in another process)."""
+        self._features[real].append(features)
 
     def _stats(self, per_video: Sequence[np.ndarray], idx: np.ndarray) -> FeatureStats:
         s = FeatureStats()

@@ -182,7 +182,11 @@ class FVD:
         return self.features_many([video], [name])[0]
 
     def update(self, video: Tensor | np.ndarray, real: bool, name: str = "video") -> None:
-        self._features[real].append(self.features(video, name))
+        self.add_features(self.features(video, name), real)
+
+    def add_features(self, features: np.ndarray, real: bool) -> None:
+        """Add one video's (n_clips, D) features from :meth:`features` (e.g. computed in another process)."""
+        self._features[real].append(features)
 
     def compute(self) -> FVDResult:
         gen, src = self._features[False], self._features[True]

@@ -3,9 +3,12 @@ and validates ``stage=all`` from here, in milliseconds instead of the seconds di
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ex4d.utils.errors import download_command
+
+log = logging.getLogger("ex4d.model")
 
 DOWNLOAD_HINT = download_command("wan_i2v_14b_480p", "ex4d")
 RANDOM_ADAPTER = "random"  # checkpoint=random: a seeded random adapter (TEST / BENCHMARK ONLY)
@@ -32,3 +35,20 @@ def missing_weights(model, checkpoint: str | Path | None) -> list[str]:
             and not random_adapter_stands_in(model, checkpoint):
         out.append(str(checkpoint))
     return out
+
+
+def resolve_checkpoint(checkpoint, model, weights_dir: str | Path) -> str | None:
+    """A benchmark's ``checkpoint=auto``: the released adapter (``<weights_dir>/EX-4D/ex4d.ckpt``), except for a
+    TEST-ONLY tiny model (no 14B adapter fits it): there a seeded random adapter (``checkpoint=random``), so that
+    the rendered colour and mask reach the output and smoke tables of different camera paths differ (a zero
+    adapter is an exact no-op: every path would give one table). Any other value is returned as a string
+    (None: the untrained adapter)."""
+    if checkpoint is None:
+        return None
+    if str(checkpoint) == "auto":
+        if getattr(model, "is_tiny", False):
+            log.warning("checkpoint=auto with a TEST-ONLY tiny model: checkpoint=%s, a seeded random adapter "
+                        "(outputs are noise)", RANDOM_ADAPTER)
+            return RANDOM_ADAPTER
+        return f"{weights_dir}/EX-4D/ex4d.ckpt"
+    return str(checkpoint)

@@ -415,6 +415,7 @@ def to_dtype(d: torch.dtype | str) -> torch.dtype:
 # --------------------------------------------------------------------------------------------------
 
 MEMORY_MODES = ("gpu", "offload", "low_vram")
+MEMORY_MODE_CHOICES = (*MEMORY_MODES, "auto")  # auto: picked from free GPU memory (ex4d.pipelines.memory)
 
 
 def _encoder_width(value: int | None, default: int) -> int:
@@ -423,10 +424,10 @@ def _encoder_width(value: int | None, default: int) -> int:
 
 
 def _check_memory_mode(memory_mode: str | None) -> None:
-    """``model.memory_mode``: one of MEMORY_MODES (inference placement), or None where the caller places the
+    """``model.memory_mode``: one of MEMORY_MODE_CHOICES (inference placement), or None where the caller places the
     model itself (training: conf/train.yaml sets it null and train.py refuses a value)."""
-    if memory_mode is not None and memory_mode not in MEMORY_MODES:
-        raise InputError(f"model.memory_mode: expected one of {MEMORY_MODES}, got {memory_mode!r}")
+    if memory_mode is not None and memory_mode not in MEMORY_MODE_CHOICES:
+        raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
 
 
 class WanLoader:

@@ -18,7 +18,9 @@ The sampler is the reference's (ex4d-method.md section 5), built from diffusers 
   patch embedding in every forward.
 
 Speed levers (``GenerateSettings``; docs/performance.md has the measured table, tools/bench_generate.py
-``--levers`` measures it). Exact ones (outputs equal up to float reassociation): LoRA merge (``fuse_lora``
+``--levers`` measures it, ``--through-cli`` through ``infer.py``). ``levers=auto`` (the default) switches the
+exact ones on where they were measured to help (:mod:`ex4d.pipelines.levers`: CUDA and a full-size model);
+a lever set to true / false wins. Exact ones (outputs equal up to float reassociation): LoRA merge (``fuse_lora``
 once at build, or ``merge_lora_per_call`` with an exact restore after each call), the SDPA backend
 (``attention_backend``), regional ``torch.compile`` of the blocks (``compile_blocks``, ``compile_cache``),
 CFG as one batch-2 forward (``cfg_batch``), the three VAE encodes as one batch (``vae_batch``), text / CLIP /
@@ -70,9 +72,20 @@ from ex4d.pipelines.conditioning import (
     validate_inputs,
 )
 from ex4d.model.fp8 import FP8_MODES, convert_to_fp8, restore_from_fp8
+from ex4d.pipelines.levers import (
+    COMPILE_CACHE_AUTO,
+    EXACT_LEVERS,
+    LEVER_MODES,
+    LeverPlan,
+    compile_cache_file,
+    default_cache_dir,
+    plan_levers,
+    use_persistent_inductor_cache,
+)
 from ex4d.pipelines.memory import (
     ATTENTION_BACKENDS,
     ModelPlacement,
+    choose_memory_mode,
     efficient_attention,
     require_efficient_attention,
 )
@@ -101,6 +114,7 @@ _CHOICES = {
     "clip_preprocess": ("reference", "processor"),
     "attention_backend": ATTENTION_BACKENDS,
     "fp8_linears": FP8_MODES,
+    "levers": LEVER_MODES,
 }
 
 # Settings that shape the built generator (weights, hooks, compiled code, placement); a per-call settings
@@ -129,8 +143,12 @@ class GenerateSettings:
         clip_preprocess: ``reference`` (bicubic squash to 224, no antialias) or ``processor`` (diffusers'
             CLIPImageProcessor: shortest-edge resize + centre crop).
         Speed levers (exact up to float reassociation unless marked; see docs/performance.md):
-        fuse_lora: merge the LoRA into the DiT weights once, when the generator is built (weights change in
-            place: bf16 rounding of W + BA; one matmul per linear instead of three).
+        levers: ``auto`` (each exact lever below that is None where it was measured to help: CUDA, full-size
+            model; :mod:`ex4d.pipelines.levers`), ``exact`` (all exact levers that can run) or ``off`` (the
+            plain path, as the reference runs). ``fuse_lora``, ``compile_blocks``, ``cfg_batch`` and
+            ``vae_batch`` set to true / false override it; None follows it.
+        fuse_lora: merge the LoRA into the DiT weights once, when the generator is built (in place, no base
+            copy: bf16 rounding of W + BA; one matmul per linear instead of three).
         merge_lora_per_call: merge the LoRA before each call's denoising loop and restore the exact base
             weights after it (a CPU copy of the LoRA targets' base weights, 28 GB at 14B, taken once): for a
             generator that shares its DiT with training, whose LoRA changes between calls.
@@ -139,8 +157,11 @@ class GenerateSettings:
         compile_blocks: regional ``torch.compile`` of the DiT blocks (CUDA only; the first call of each batch size
             and resolution compiles; ``fullgraph`` unless hooks (first-block cache, low_vram offloading) need
             graph breaks).
-        compile_cache: file of ``torch.compiler`` cache artefacts (mega-cache): loaded when the generator is
-            built if it exists, written after the first call, so a new process skips most of the compile.
+        compile_cache: where ``torch.compiler`` cache artefacts (mega-cache) persist, so a new process skips
+            most of the compile: ``auto`` (a folder under the machine's cache, :func:`~ex4d.pipelines.levers.
+            default_cache_dir`, also holding inductor's and Triton's caches), a folder (one file per compiled
+            variant: GPU, torch, DiT config, shape, batch), a ``.bin`` file, or None (no persistence). A
+            variant's file is loaded before its first call and written after it.
         cfg_batch: run both CFG branches as one batch-2 DiT forward (also halves the weight traffic in
             low_vram).
         vae_batch: VAE-encode the masked colour video, the mask video and the first-frame video in one batch.
@@ -168,13 +189,14 @@ class GenerateSettings:
     mask_encoding: str = "reference"
     first_frame_rounding: str = "reference"
     clip_preprocess: str = "reference"
-    fuse_lora: bool = False
+    levers: str = "auto"
+    fuse_lora: bool | None = None
     merge_lora_per_call: bool = False
     attention_backend: str = "auto"
-    compile_blocks: bool = False
-    compile_cache: str | None = None
-    cfg_batch: bool = False
-    vae_batch: bool = False
+    compile_blocks: bool | None = None
+    compile_cache: str | None = COMPILE_CACHE_AUTO
+    cfg_batch: bool | None = None
+    vae_batch: bool | None = None
     cache_embeddings: bool = True
     pin_memory: bool = True
     fp8_linears: str = "off"
@@ -195,9 +217,14 @@ class GenerateSettings:
             check_int(self.erosion_seed, "generate.erosion_seed")
         check_int(self.erosion_min, "generate.erosion_min")
         check_int(self.erosion_max, "generate.erosion_max")
-        for key in ("fuse_lora", "merge_lora_per_call", "compile_blocks", "cfg_batch", "vae_batch", "cache_embeddings",
-                    "pin_memory", "progress"):
+        for key in ("merge_lora_per_call", "cache_embeddings", "pin_memory", "progress"):
             check_bool(getattr(self, key), f"generate.{key}")
+        for key in EXACT_LEVERS:  # None: the `levers` policy decides
+            if getattr(self, key) is not None:
+                check_bool(getattr(self, key), f"generate.{key}")
+        if self.compile_cache is not None and not isinstance(self.compile_cache, (str, Path)):
+            raise InputError(f"generate.compile_cache: expected auto, a folder or file path, or null; got "
+                             f"{self.compile_cache!r}")
         if not self.guidance_scale >= 1.0:
             raise InputError(f"generate.guidance_scale: expected >= 1 (1 disables CFG), got {self.guidance_scale!r}")
         if not self.shift > 0:
@@ -246,12 +273,18 @@ class EX4DGenerator:
             ``transformer`` must be ``components.transformer``.
         settings: sampler settings (defaults = the reference).
         device: execution device (default: CUDA when available).
-        memory_mode: ``gpu`` | ``offload`` | ``low_vram`` (see :mod:`ex4d.pipelines.memory`).
+        memory_mode: ``gpu`` | ``offload`` | ``low_vram`` | ``auto`` (the fastest that fits the free device
+            memory; see :mod:`ex4d.pipelines.memory`).
         reversible: keep what :meth:`close` needs to undo the build-time levers exactly (the base weights of
             the LoRA targets when fusing, the bf16 linears when converting to fp8). For benchmarks and tests
             that build several generators on one DiT; costs the memory the levers would have freed.
         parallel: split each DiT forward over the ranks of a torchrun launch (:mod:`ex4d.pipelines.parallel`;
             the process group must exist, ``device`` is this rank's). Cannot be undone on this DiT.
+        shared_dit: the DiT is shared with training (validation samples, prompt or latent encoding): the
+            ``levers`` policy then leaves its weights unmerged and eager.
+
+    ``self.settings`` holds the resolved levers; ``self.levers`` (:class:`~ex4d.pipelines.levers.LeverPlan`)
+    says why each is on or off and what building them cost.
     """
 
     def __init__(
@@ -264,17 +297,30 @@ class EX4DGenerator:
         memory_mode: str = "gpu",
         reversible: bool = False,
         parallel: ParallelSettings | None = None,
+        shared_dit: bool = False,
     ) -> None:
+        import dataclasses
+
         from diffusers import WanImageToVideoPipeline
 
         if model.transformer is not components.transformer:
             raise InputError("EX4DGenerator: model.transformer must be components.transformer")
         self.components = components
         self.model = model.eval()
-        self.settings = s = settings or GenerateSettings()
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu"
         )
+        given = s = settings or GenerateSettings()
+        self.memory_mode_reason = "set"
+        if memory_mode == "auto":
+            memory_mode, self.memory_mode_reason = choose_memory_mode(components.modules(), self.device)
+            log.info("memory_mode=auto -> %s (%s)", memory_mode, self.memory_mode_reason)
+        self.memory_mode = memory_mode
+        plan = plan_levers(s, device=self.device, tiny=bool(getattr(components, "is_tiny", False)),
+                           memory_mode=memory_mode, parallel=parallel is not None and parallel.enabled,
+                           shared_dit=shared_dit)
+        self.levers: LeverPlan = plan
+        self.settings = s = dataclasses.replace(s, **plan.values, compile_cache=plan.compile_cache)
         # diffusers' I2V pipeline object, used only for its stage helpers (encode_prompt, prepare_latents,
         # encode_image); we never call it.
         self.helper = WanImageToVideoPipeline(
@@ -293,7 +339,11 @@ class EX4DGenerator:
         self._own_base_copy = model._base_copy is None  # close() keeps a copy that was there before
         self._merged_here = bool(s.fuse_lora) and not model.lora_merged  # another generator may have merged it
         if self._merged_here:
-            model.merge_lora(keep_base=reversible)
+            t0 = time.perf_counter()
+            model.merge_lora(keep_base=reversible)  # in place; a base copy only when it must be undone exactly
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            plan.build_seconds["lora_merge"] = time.perf_counter() - t0
         self._fp8_originals = convert_to_fp8(tr, s.fp8_linears) if s.fp8_linears != "off" else {}
         if not reversible:
             self._fp8_originals = {}  # drop the bf16 linears: the fp8 weights alone are half their size
@@ -315,9 +365,10 @@ class EX4DGenerator:
             self.cp_degree = check_context_parallel(parallel, world, tr.config.num_attention_heads)
             enable_context_parallel(tr, parallel, self.cp_degree, self.device)
         self._compiled = False
+        self._compile_files: dict[Path, bool] = {}  # compile-artefact file -> it existed when first used
         if s.compile_blocks and self.device.type == "cuda":
-            if s.compile_cache and Path(s.compile_cache).is_file():
-                torch.compiler.load_cache_artifacts(Path(s.compile_cache).read_bytes())
+            if s.compile_cache and given.compile_cache == COMPILE_CACHE_AUTO:
+                use_persistent_inductor_cache(default_cache_dir())
             # fullgraph where possible: a graph break inside a block would leave it half eager. diffusers'
             # cache and group-offloading hooks break graphs by design (.item() decisions, stream syncs).
             fullgraph = not (self._fbc or self.placement.group_offloaded)
@@ -330,7 +381,6 @@ class EX4DGenerator:
             # dynamic=False: static shapes per variant (13k-33k tokens), the kernels inductor tunes best.
             tr.compile_repeated_blocks(fullgraph=fullgraph, dynamic=False)
             self._compiled = True
-        self._cache_saved = False
         self._attention_checked = False
         self.attention_backend_used: str | None = None  # SDPA kernel seen at the first call
         self._cache: OrderedDict[tuple, object] = OrderedDict()  # cache_embeddings: key -> tensors
@@ -358,6 +408,11 @@ class EX4DGenerator:
             if self._own_base_copy:
                 self.model.release_base_copy()
             self._merged_here = False
+
+    def lever_report(self) -> dict:
+        """The levers and memory mode this generator runs with, and why (summary.json ``generate.levers``)."""
+        return {**self.levers.report(), "memory_mode": {"mode": self.memory_mode, "why": self.memory_mode_reason},
+                "attention_backend": self.attention_backend_used}
 
     def clear_cache(self) -> None:
         """Forget the cached text embeddings, CLIP tokens and first-frame latents."""
@@ -508,16 +563,57 @@ class EX4DGenerator:
         hook = self.components.transformer.blocks[0]._diffusers_hook.get_hook("fbc_leader_block_hook")
         return int(hook is not None and not hook.state_manager.get_state().should_compute)
 
-    def _save_compile_cache(self) -> None:
-        path = self.settings.compile_cache
-        if not (self._compiled and path) or self._cache_saved:
+    def _compile_file(self, latent_shape: tuple, s: GenerateSettings) -> Path | None:
+        """The compile-artefact file of this call's compiled variant (None without a compile cache)."""
+        if not (self._compiled and self.settings.compile_cache):
+            return None
+        key = {"latents": list(latent_shape), "cfg_batch": bool(s.cfg_batch), "cfg": s.cfg_steps() > 0,
+               "cfg_truncated": s.cfg_steps() < s.num_steps, "fbc": self._fbc,
+               "group_offloaded": sorted(self.placement.group_offloaded), "dtype": str(self.dit_dtype)}
+        return compile_cache_file(self.settings.compile_cache, model_config=dict(self.components.transformer.config),
+                                  key=key)
+
+    def _load_compile_cache(self, path: Path | None) -> None:
+        """Before a variant's first call: load its artefacts when a file exists (once per process)."""
+        if path is None or path in self._compile_files:
+            return
+        self._compile_files[path] = path.is_file()
+        if self._compile_files[path]:
+            t0 = time.perf_counter()
+            try:
+                torch.compiler.load_cache_artifacts(path.read_bytes())
+            except Exception as e:  # a stale or foreign file costs a compile, never the run
+                log.warning("compile cache %s unusable (%s): compiling afresh", path, e)
+                self._compile_files[path] = False
+                return
+            self.levers.build_seconds["compile_cache_load"] = time.perf_counter() - t0
+            log.info("torch.compile cache artefacts loaded from %s", path)
+
+    def _save_compile_cache(self, path: Path | None) -> None:
+        """After a variant's first call: write what this process compiled (atomically), unless it was loaded."""
+        if path is None or self._compile_files.get(path, True):
             return
         artifacts = torch.compiler.save_cache_artifacts()
+        self._compile_files[path] = True
         if artifacts is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_bytes(artifacts[0])
+            import os
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(artifacts[0])
+            os.replace(tmp, path)
             log.info("torch.compile cache artefacts written to %s", path)
-        self._cache_saved = True
+
+    def _resolve(self, settings: GenerateSettings | None) -> GenerateSettings:
+        """A per-call settings object with the generator's resolved levers where it leaves them to the policy."""
+        if settings is None:
+            return self.settings
+        import dataclasses
+
+        fill = {k: getattr(self.settings, k) for k in EXACT_LEVERS if getattr(settings, k) is None}
+        if settings.compile_cache == COMPILE_CACHE_AUTO:
+            fill["compile_cache"] = self.settings.compile_cache
+        return dataclasses.replace(settings, **fill) if fill else settings
 
     # ---- the call --------------------------------------------------------------------------------
 
@@ -550,7 +646,7 @@ class EX4DGenerator:
         Returns:
             (T, H, W, 3) uint8 frames on the CPU. H, W, T as the input (multiples of 16, 4k + 1).
         """
-        s = settings or self.settings
+        s = self._resolve(settings)
         changed = [k for k in BUILD_TIME_SETTINGS if getattr(s, k) != getattr(self.settings, k)]
         if changed:
             raise InputError(f"{', '.join(changed)}: fixed when the generator is built (build another generator)")
@@ -632,6 +728,8 @@ class EX4DGenerator:
         merge = self.model.merged_lora(keep_base=True) if s.merge_lora_per_call else contextlib.nullcontext()
         # merge inside the stage: in offload modes the weights are merged where they run and restored before
         # the stage moves them back
+        compile_file = self._compile_file(shape, s)
+        self._load_compile_cache(compile_file)
         with self.placement.stage("transformer"), efficient_attention(self.device, s.attention_backend), merge:
             for i, t in enumerate(tqdm(scheduler.timesteps, desc="denoise", disable=not s.progress, leave=False)):
                 x = torch.cat([latents.to(self.dit_dtype), condition], dim=1)
@@ -662,7 +760,7 @@ class EX4DGenerator:
         if self._fbc:
             self.last_stats["fbc_reused"] = reused  # calls that ran block 0 only
         self.last_latents = latents
-        self._save_compile_cache()
+        self._save_compile_cache(compile_file)
         if return_latents:
             self.last_timings = clock.laps
             return latents.cpu()

@@ -17,6 +17,8 @@ could not prepare) gives ``{"id": ..., "error": one-line reason, "traceback": st
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 import lightning as L
@@ -79,6 +81,7 @@ class GeneratePredictModule(L.LightningModule):
                     "traceback": "".join(traceback.format_exception(e))}
 
     def _generate(self, batch: dict, batch_idx: int) -> dict:
+        t0 = time.perf_counter()
         frames = generate_windowed(
             self.generator,
             batch["colour"],
@@ -88,4 +91,5 @@ class GeneratePredictModule(L.LightningModule):
             prompt=batch.get("prompt"),
             seed=int(batch["seed"]) if batch.get("seed") is not None else None,
         )
-        return {"id": batch.get("id", batch_idx), "frames": frames, "timings": dict(self.generator.last_timings)}
+        return {"id": batch.get("id", batch_idx), "frames": frames, "timings": dict(self.generator.last_timings),
+                "seconds": time.perf_counter() - t0}

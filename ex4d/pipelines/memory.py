@@ -7,6 +7,7 @@ Memory modes (model config key ``memory_mode``):
   ``enable_model_cpu_offload``). Peak is the DiT (33 GB bf16) plus activations.
 * ``low_vram``: ``offload`` plus diffusers group offloading of the DiT, one block at a time with a CUDA
   stream prefetching the next block from pinned CPU memory: fits a 24 GB card at 512x512x49.
+* ``auto``: the fastest of these that fits the free memory of the device (:func:`choose_memory_mode`).
 
 ``offload`` with ``pin_memory`` (the default) keeps each offloaded model's weights in page-locked CPU memory,
 pinned once when the placement is built: moving a model to the device is then an asynchronous DMA copy at
@@ -35,6 +36,46 @@ from ex4d.utils.errors import InputError
 
 
 ATTENTION_BACKENDS = ("auto", "cudnn", "flash", "efficient")
+
+# Working memory beyond the weights: DiT activations at 480x832x81 (about 4 GiB over the weights), the VAE
+# decode (4.7 GiB there), the allocator's slack. docs/performance.md has the measured peaks.
+ACTIVATION_HEADROOM = 10 * 2**30
+
+
+def _tensor_bytes(models: dict[str, nn.Module], device: torch.device | None = None) -> int:
+    """Bytes of the parameters and buffers of ``models`` (each tensor once; only those on ``device`` if given)."""
+    seen, total = set(), 0
+    for m in models.values():
+        for t in [*m.parameters(), *m.buffers()]:
+            if id(t) in seen or (device is not None and t.device != device):
+                continue
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def choose_memory_mode(models: dict[str, nn.Module], device: torch.device | str,
+                       free_bytes: int | None = None) -> tuple[str, str]:
+    """``memory_mode=auto``: ``gpu`` when every model fits the free device memory with room for the
+    activations, else ``offload`` when the DiT alone does, else ``low_vram``. Returns (mode, why).
+
+    ``free_bytes`` defaults to the device's free memory plus what ``models`` already hold there."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "gpu", "not on CUDA: the models stay where they run"
+    if free_bytes is None:
+        free, _ = torch.cuda.mem_get_info(device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        free_bytes = free + _tensor_bytes(models, torch.device("cuda", index))
+    total = _tensor_bytes(models)
+    dit = _tensor_bytes({"transformer": models["transformer"]}) if "transformer" in models else total
+    gib = 2**30
+    have = f"{free_bytes / gib:.1f} GiB free"
+    if free_bytes >= total + ACTIVATION_HEADROOM:
+        return "gpu", f"{have} >= all models {total / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
+    if free_bytes >= dit + ACTIVATION_HEADROOM:
+        return "offload", f"{have} >= the DiT {dit / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
+    return "low_vram", f"{have} < the DiT {dit / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
 
 # The aten op each SDPA backend dispatches to (what a dispatch mode sees), -> our name.
 SDPA_OPS = {

@@ -44,7 +44,7 @@ def run_cache_latents(cfg: DictConfig) -> dict:
     model = build_ex4d_transformer(comps.transformer, LoraSettings(), hidden_channels=comps.encoder_hidden_channels)
     # offload: each model visits the device only for its stage, so the 28 GB DiT never leaves the CPU here
     gen = EX4DGenerator(comps, model, GenerateSettings(progress=False, pin_memory=False), device=device,
-                        memory_mode="offload")
+                        memory_mode="offload", shared_dit=True)
     summary = cache_latents(cfg.data.shards_dir, gen, settings, overwrite=cfg.overwrite, limit=cfg.limit,
                             progress=cfg.progress)
     summary["settings"] = settings

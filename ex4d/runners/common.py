@@ -274,3 +274,18 @@ def item_log(folder: Path, name: str = "infer.log"):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def optional_logger(cfg: DictConfig | None, save_dir: Path, name: str):
+    """The configured Lightning logger (``logger`` group) with ``save_dir`` (and a W&B run's ``name``) filled in
+    where the config leaves them null; None without one, or when its package is missing (a warning says so)."""
+    if not cfg or not cfg.get("_target_"):
+        return None
+    from hydra.utils import instantiate
+
+    fill = {"save_dir": str(save_dir), **({"name": name} if str(cfg._target_).endswith("WandbLogger") else {})}
+    try:
+        return instantiate(cfg, **{k: v for k, v in fill.items() if k in cfg and cfg.get(k) is None})
+    except (ImportError, ModuleNotFoundError) as e:
+        log.warning("logger %s is not available (%s); results are in %s", cfg._target_, e, save_dir)
+        return None

@@ -142,7 +142,8 @@ def run_generate(cfg: DictConfig, recon_dir: Path, out_dir: Path, generator=None
     files = write_generation(out_dir, frames, colour, mask, cfg.output_fps, cfg.recon.contact_columns) if write else {}
     return {"seconds": seconds, "frames": int(frames.shape[0]), "size": list(frames.shape[1:3]),
             "windows": plan_windows(int(frames.shape[0]), windows),
-            "timings": dict(getattr(generator, "last_timings", {})), "files": files}
+            "timings": dict(getattr(generator, "last_timings", {})), "files": files,
+            "levers": generator.lever_report() if hasattr(generator, "lever_report") else None}
 
 
 def resolve_stage(cfg: DictConfig) -> str:
@@ -286,7 +287,8 @@ def output_writer(fps: float, columns: int):
                 # The DataLoader turned the batch's arrays into tensors and Lightning moved them to the GPU.
                 colour, mask = (np.asarray(torch.as_tensor(batch[k]).cpu()) for k in ("colour", "mask"))
                 write_generation(stage_dir, np.asarray(prediction["frames"].cpu()), colour, mask, fps, columns)
-                write_json(stage_dir / "generate.json", {"timings": prediction["timings"]})
+                write_json(stage_dir / "generate.json", {"timings": prediction["timings"],
+                                                         "seconds": prediction.get("seconds")})
 
     return OutputWriter()
 
@@ -401,6 +403,8 @@ def run_many(cfg: DictConfig, inputs: list[Path], out_dir: Path, stage: str) -> 
                 loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False)
                 trainer.predict(module, loader, return_predictions=False)
                 trainer.strategy.barrier()
+                if module._generator is not None:
+                    summary["levers"] = module.generator.lever_report()
     rows = []
     for vid in ids:
         status = "skipped" if vid in finished_before else item_status(out_dir / vid, done_file)

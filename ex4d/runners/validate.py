@@ -141,10 +141,32 @@ def check_train_config(cfg: DictConfig) -> None:
                              "(<run>/checkpoints/last.ckpt); an adapter .safetensors goes to module.init_adapter")
 
 
+def select_dataset(cfg: DictConfig) -> DictConfig:
+    """The benchmark set named by ``benchmark.data`` (checked first: ``data.*`` interpolate it)."""
+    name = str(cfg.benchmark.data)
+    names = list(cfg.benchmark.datasets)
+    if name not in names:
+        raise InputError(
+            f"benchmark.data={name!r}: expected one of {names}; for your own videos set "
+            "benchmark.datasets.user.source=<folder or manifest>"
+        )
+    return cfg.benchmark.datasets[name]
+
+
+def check_metric_names(cfg: DictConfig) -> list[str]:
+    """``benchmark.metrics``: names of the ``metrics`` group's entries."""
+    names = [str(n) for n in cfg.benchmark.metrics]
+    unknown = [n for n in names if n not in cfg.metrics]
+    if unknown:
+        raise InputError(f"benchmark.metrics: unknown metric(s) {unknown}; the metrics config defines {list(cfg.metrics)}")
+    return names
+
+
 def check_evaluate_config(cfg: DictConfig) -> None:
-    """The ``evaluate.py`` values: the pipeline's data/recon/output options as for infer.py (sizes and the
-    4k + 1 frame count included when it generates), devices, bootstrap counts, seed and switches, before the
-    benchmark's videos are generated (hours on the real model)."""
+    """The ``evaluate.py`` values: the benchmark set, the pipeline's data/recon/output options as for infer.py
+    (sizes and the 4k + 1 frame count included when it generates), devices, bootstrap counts, seed, switches
+    and the metric names, before the benchmark's videos are generated (hours on the real model)."""
+    select_dataset(cfg)
     opts = clip_options(cfg.data)
     check_recon_options(**{k: cfg.recon[k] for k in RECON_KEYS if k in cfg.recon})
     check_number(cfg.output_fps, "output_fps", positive=True)
@@ -159,3 +181,7 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     if not cfg.get("generated_dir"):
         check_generation_frames(opts["num_frames"], "data.num_frames (benchmark.datasets.<set>.num_frames)")
         instantiate_checked(cfg.generate)
+    check_metric_names(cfg)
+    if cfg.source_resize not in ("generated", "none"):
+        raise InputError(f"source_resize must be 'generated' or 'none', got {cfg.source_resize!r}")
+    check_bool(cfg.get("allow_skip", False), "allow_skip")

@@ -283,7 +283,7 @@ class EX4DTrainingModule(L.LightningModule):
                              "(model.load_text_encoder=true) once to write the cache")
         # "offload": UMT5 visits `device` for the encode only (unpinned: a one-off move).
         gen = EX4DGenerator(comps, model, GenerateSettings(pin_memory=False, progress=False), device=device,
-                            memory_mode="offload")
+                            memory_mode="offload", shared_dit=True)
         out = {k: gen.encode_prompts(t, "", cfg=False)[0].detach().cpu() for k, t in texts.items()}
         if self.prompt_cache and self.global_rank == 0:  # one writer; atomic, as other ranks may read it later
             import os
@@ -322,7 +322,8 @@ class EX4DTrainingModule(L.LightningModule):
         if self._generator is None or self._generator.device != self.device:
             was_training = self.model.training
             settings = self.sample or GenerateSettings(progress=False)
-            self._generator = EX4DGenerator(self.components, self.model, settings, device=self.device, memory_mode="gpu")
+            self._generator = EX4DGenerator(self.components, self.model, settings, device=self.device, memory_mode="gpu",
+                                           shared_dit=True)
             self.model.train(was_training)  # the generator puts its model in eval mode
         return self._generator
 

@@ -62,3 +62,42 @@ def test_pinned_offload_gives_the_gpu_result_and_keeps_weights_pinned():
     out = gen(colour, mask, return_latents=True)
     assert all(p.is_pinned() for p in c.transformer.parameters())  # back on their pinned copies
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_levers_at_the_14b_shape_match_the_plain_forward_within_bf16_tolerance():
+    """The exact levers the `auto` policy turns on, at the real 14B DiT shape (random weights, 512x512x49
+    latents): LoRA merged in place (no base copy), merged + regional compile, and a batch-2 (CFG) forward, each
+    against the plain forward (LoRA unmerged, eager). bf16: rel L2 within 3% (docs/performance.md measured
+    1.1-1.4% per forward)."""
+    from ex4d.model.adapter import LoraSettings, build_ex4d_transformer, randomize_adapter_
+    from ex4d.model.wan import random_wan_transformer
+
+    torch._dynamo.reset()
+    tr = random_wan_transformer(CUDA, torch.bfloat16).eval().requires_grad_(False)
+    m = build_ex4d_transformer(tr, LoraSettings(rank=16, alpha=16), hidden_channels=1024).to(CUDA)
+    randomize_adapter_(m, seed=0)
+    g = torch.Generator(CUDA).manual_seed(0)
+    x = torch.randn(1, 36, 13, 64, 64, device=CUDA, generator=g).to(torch.bfloat16)
+    t = torch.full((1,), 700.0, device=CUDA)
+    text = torch.randn(1, 512, 4096, device=CUDA, generator=g).to(torch.bfloat16)
+    img = torch.randn(1, 257, 1280, device=CUDA, generator=g).to(torch.bfloat16)
+    z = torch.randn(2, 16, 13, 64, 64, device=CUDA, generator=g)
+    geo = m.encoder(z[:1], z[1:])
+
+    def rel(a, b):
+        return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+    plain = m(x, t, text, img, geometry=geo)
+    pair = m(torch.cat([x, x]), t.expand(2), torch.cat([text, text]), torch.cat([img, img]), geometry=geo)
+    assert rel(pair[:1], plain) < 0.03 and rel(pair[1:], plain) < 0.03
+    m.merge_lora(keep_base=False)
+    assert m._base_copy is None
+    merged = m(x, t, text, img, geometry=geo)
+    assert 0 < rel(merged, plain) < 0.03  # merged weights differ by bf16 rounding of W + BA, not more
+    try:
+        tr.compile_repeated_blocks(fullgraph=True, dynamic=False)
+        compiled = m(x, t, text, img, geometry=geo)
+        assert rel(compiled, plain) < 0.03
+    finally:
+        torch._dynamo.reset()

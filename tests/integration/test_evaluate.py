@@ -107,34 +107,63 @@ def test_tiny_benchmark_end_to_end_then_resume(compose, tmp_path, caplog):
 
 
 @pytest.fixture
-def tiny_sources(compose, tmp_path):
-    """The tiny set's source frames as evaluate reads them, resized to 32x48 (what a generator would output)."""
+def tiny_clips(compose):
+    """The tiny set's source frames as evaluate reads them (the clip options of ``data``), at the clip's size."""
+    from omegaconf import OmegaConf
+
     from ex4d.data.benchmark import list_benchmark_videos
-    from ex4d.io.video import resize_frames
-    from ex4d.runners.evaluate import load_source_frames
+    from ex4d.evaluation import SourceFrames
 
     cfg = compose("evaluate", [*TINY])
     vids = list_benchmark_videos(cfg.dataset.source, cfg.dataset.videos)
-    return {v.id: resize_frames(load_source_frames(cfg, v), 32, 48) for v in vids}
+    sources = SourceFrames(**{k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items()
+                              if not k.startswith("gen_")})
+    return {v.id: sources(v.path) for v in vids}
 
 
-def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, tiny_sources):
+@pytest.fixture
+def tiny_sources(tiny_clips):
+    """The tiny set's source frames resized to 32x48 (what a generator would output)."""
+    from ex4d.io.video import resize_frames
+
+    return {vid: resize_frames(frames, 32, 48) for vid, frames in tiny_clips.items()}
+
+
+def test_generated_dir_identical_to_sources_gives_fid_zero(compose, tmp_path, tiny_clips):
+    from ex4d.io.video import resize_frames
+    from ex4d.metrics.camera_following import relative_rotations_from_w2c, rotation_angle_deg
+
+    # 96x128: large enough for SIFT on carphone (bikes' 48x128 clip has too few matches at any size)
+    copies = {vid: resize_frames(frames, 96, 128) for vid, frames in tiny_clips.items()}
     gen = tmp_path / "other_method"
     gen.mkdir()
-    write_video(gen / "bikes.mp4", tiny_sources["bikes"], fps=15, lossless=True)
+    write_video(gen / "bikes.mp4", copies["bikes"], fps=15, lossless=True)
     (gen / "carphone_pristine").mkdir()  # our own layout works too
-    write_video(gen / "carphone_pristine" / "output.mp4", tiny_sources["carphone_pristine"], fps=15, lossless=True)
+    write_video(gen / "carphone_pristine" / "output.mp4", copies["carphone_pristine"], fps=15, lossless=True)
     out = tmp_path / "eval"
     # Only metrics that can run here: no allow_skip needed.
-    res = run_evaluate(compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
-                                            f"output_dir={out}", "n_boot=20",
-                                            "benchmark.metrics=[fid,temporal_flickering,camera_following]"]))
+    cfg = compose("evaluate", [*TINY, "metrics=tiny", f"generated_dir={gen}", "method=copy of the input",
+                               f"output_dir={out}", "n_boot=20",
+                               "benchmark.metrics=[fid,temporal_flickering,camera_following]"])
+    res = run_evaluate(cfg)
     assert res["skipped"] == [] and res["allow_skip"] is False
     assert res["method"] == "copy of the input" and res["generation"]["external"]
     assert abs(res["metrics"]["fid"]["value"]) < 1e-3  # identical sets
     assert "| **copy of the input** | 0.00" in (out / "table.md").read_text()
-    # camera-following ran on the benchmark path (no cameras.json for other methods): a copy does not move
-    assert res["metrics"]["camera_following_ratio"].get("failed") or res["metrics"]["camera_following_ratio"]["value"] < 0.2
+    # Camera-following ran on the benchmark path (no cameras.json for other methods; 90 degrees at the last frame).
+    # A copy of the input does not turn: an estimated rotation near zero, so a following ratio near 0 and an
+    # error equal to the requested rotation itself (mean over frames 1-4). carphone gives the estimate; bikes none.
+    m = res["metrics"]
+    requested = relative_rotations_from_w2c(instantiate(cfg.camera)(5, 1.0).numpy())
+    ratio, err = m["camera_following_ratio"], m["camera_rotation_error_deg"]
+    assert ratio["n"] == 1 and abs(ratio["value"]) < 0.05 and "1 of 2 videos without an estimate" in ratio["note"]
+    mean_requested_deg = np.mean([rotation_angle_deg(R) for R in requested[1:]])
+    assert err["n"] == 1 and err["value"] == pytest.approx(mean_requested_deg, abs=3)
+    with open(out / "per_video.csv") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert float(rows["carphone_pristine"]["camera_final_yaw_req_deg"]) == pytest.approx(90)
+    assert abs(float(rows["carphone_pristine"]["camera_final_yaw_est_deg"])) < 3
+    assert rows["bikes"]["camera_following_ratio"] == "nan" and rows["bikes"]["camera_failed_frames"] == "4"
 
 
 def test_generated_and_source_sets_must_match(compose, tmp_path, tiny_sources):
@@ -291,3 +320,24 @@ def test_smoke_tables_of_two_camera_paths_differ(compose, tmp_path):
     assert tables["auto", "ref_30"] != tables["auto", "ref_180"]
     assert res["null", "ref_30"]["generation"]["checkpoint"] is None
     assert tables["null", "ref_30"] == tables["null", "ref_180"]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_numbers(compose, tmp_path, tiny_sources):
+    """trainer.devices=2 (two CPU processes, DDP over gloo, launched by Lightning as for GPUs): each process scores
+    its share of the videos, rank 0 merges them in video order, so results.json and per_video.csv match one process."""
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for vid, frames in tiny_sources.items():
+        write_video(gen / f"{vid}.mp4", frames[::-1].copy(), fps=15, lossless=True)  # not the source: FID > 0
+    args = ["benchmark=extreme_90", "model=wan_tiny", "benchmark.data=tiny", "renderer=cpu", "metrics=tiny",
+            f"generated_dir={gen}", "n_boot=20", "benchmark.metrics=[fid,temporal_flickering,dynamic_degree]",
+            "trainer.accelerator=cpu", f"paths.output_dir={tmp_path}", f"paths.weights_dir={tmp_path}/no_weights"]
+    one = run_evaluate(compose("evaluate", [*args, f"output_dir={tmp_path / 'one'}"]))
+    r = subprocess.run([sys.executable, "evaluate.py", *args, f"output_dir={tmp_path / 'two'}", "trainer.devices=2",
+                        "trainer.strategy=ddp"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "MEMBER: 2/2" in r.stdout + r.stderr
+    two = _results(tmp_path / "two")
+    assert two["metrics"] == json.loads(json.dumps(one["metrics"])) and two["metrics"]["fid"]["value"] > 0
+    assert (tmp_path / "two" / "per_video.csv").read_text() == (tmp_path / "one" / "per_video.csv").read_text()

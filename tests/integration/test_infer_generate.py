@@ -20,6 +20,12 @@ def test_stage_all_writes_video_of_requested_frames_and_size(compose, tmp_path):
     assert fps == pytest.approx(15)
     assert summary["generate"]["frames"] == 5
     assert (out / "contact_sheet_output.png").is_file() and (out / "color.mp4").is_file()
+    # the levers policy is reported: the tiny model on the CPU keeps the plain path, and says so
+    levers = summary["generate"]["levers"]
+    assert levers["mode"] == "auto" and levers["memory_mode"]["mode"] == "gpu"
+    assert {k: levers[k]["on"] for k in ("fuse_lora", "compile_blocks", "cfg_batch", "vae_batch")} == dict.fromkeys(
+        ("fuse_lora", "compile_blocks", "cfg_batch", "vae_batch"), False)
+    assert "CUDA" in levers["fuse_lora"]["why"]
 
 
 def test_stage_auto_without_weights_runs_recon_only_and_names_files(compose, tmp_path, caplog):

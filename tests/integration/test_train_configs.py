@@ -112,7 +112,7 @@ def test_memory_mode_is_an_inference_setting_refused_by_train(compose, tmp_path)
 
     for model in _options("model"):
         assert compose("train", [f"model={model}"]).model.memory_mode is None
-        assert compose("infer", [f"model={model}"]).model.memory_mode in ("gpu", "offload", "low_vram")
+        assert compose("infer", [f"model={model}"]).model.memory_mode in ("auto", "gpu", "offload", "low_vram")
     cfg = compose("train", ["model=wan_tiny", "data=synthetic", "model.memory_mode=low_vram", f"output_dir={tmp_path}"])
     with pytest.raises(InputError, match="model.memory_mode=low_vram: an inference setting"):
         run_train(cfg)

@@ -245,7 +245,10 @@ def test_pinned_offload_repoints_frozen_weights_and_copies_back_trainable(monkey
 def test_inexact_levers_are_off_by_default():
     s = GenerateSettings()
     assert (s.fp8_linears, s.first_block_cache, s.cfg_truncate_after) == ("off", 0.0, 1.0)
-    assert not (s.fuse_lora or s.merge_lora_per_call or s.cfg_batch or s.vae_batch or s.compile_blocks)
+    # the exact ones are left to the `levers` policy (tests/unit/test_levers_policy.py); no policy turns on an
+    # inexact one: an `exact` plan on CUDA keeps them as they are
+    assert s.levers == "auto" and (s.fuse_lora, s.cfg_batch, s.vae_batch, s.compile_blocks) == (None,) * 4
+    assert not s.merge_lora_per_call
     for bad in ({"fp8_linears": "e5m2"}, {"first_block_cache": -0.1}, {"cfg_truncate_after": 1.5},
                 {"merge_lora_per_call": True, "fp8_linears": "rowwise"}):
         with pytest.raises(InputError):

@@ -1,0 +1,127 @@
+"""The levers policy (ex4d/pipelines/levers.py), memory_mode=auto and the compile-cache files: which exact
+lever runs where, overrides, and what the run reports. Plans are pure functions of the device *type*, so the
+CUDA branches are tested here without a GPU; the tiny model checks the plumbing on the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from ex4d.model.adapter import LoraSettings, build_ex4d_transformer
+from ex4d.model.wan import build_tiny_wan
+from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings
+from ex4d.pipelines.levers import EXACT_LEVERS, compile_cache_file, default_cache_dir, plan_levers
+from ex4d.pipelines.memory import ACTIVATION_HEADROOM, choose_memory_mode
+from ex4d.utils.errors import InputError
+from tests.conftest import masked_video
+
+CUDA = torch.device("cuda")
+
+
+def plan(device=CUDA, tiny=False, memory_mode="gpu", **kw):
+    return plan_levers(GenerateSettings(**kw), device=device, tiny=tiny, memory_mode=memory_mode)
+
+
+def test_auto_on_cuda_turns_on_the_measured_exact_levers_and_says_why():
+    p = plan()
+    assert p.values == {"fuse_lora": True, "compile_blocks": True, "cfg_batch": False, "vae_batch": True}
+    assert "no faster" in p.reasons["cfg_batch"] and "in place" in p.reasons["fuse_lora"]
+    assert p.compile_cache is not None  # compiled: artefacts persist
+    report = p.report()
+    assert report["mode"] == "auto" and report["compile_blocks"] == {"on": True, "why": p.reasons["compile_blocks"]}
+
+
+def test_auto_follows_the_memory_mode():
+    low = plan(memory_mode="low_vram")
+    assert low.values["cfg_batch"] and not low.values["compile_blocks"]  # streamed DiT: batch 2 halves traffic
+    off = plan(memory_mode="offload")
+    assert not off.values["cfg_batch"] and off.values["fuse_lora"]
+
+
+@pytest.mark.parametrize("device,tiny", [(torch.device("cpu"), False), (CUDA, True)])
+def test_cpu_and_the_tiny_model_keep_the_plain_path(device, tiny):
+    p = plan(device=device, tiny=tiny)
+    assert not any(p.values.values()) and p.compile_cache is None
+
+
+def test_off_exact_and_per_lever_overrides():
+    assert not any(plan(levers="off").values.values())
+    assert all(plan(tiny=True, levers="exact").values.values())
+    p = plan(fuse_lora=False, cfg_batch=True)
+    assert (p.values["fuse_lora"], p.values["cfg_batch"]) == (False, True)
+    assert p.reasons["fuse_lora"] == p.reasons["cfg_batch"] == "set"
+    assert plan(device=torch.device("cpu"), vae_batch=True).values["vae_batch"]  # an override runs on the CPU too
+    assert not plan(device=torch.device("cpu"), compile_blocks=True).values["compile_blocks"]  # CUDA only
+    with pytest.raises(InputError, match="generate.levers"):
+        GenerateSettings(levers="fast")
+    with pytest.raises(InputError, match="generate.fuse_lora"):
+        GenerateSettings(fuse_lora="yes")
+
+
+def test_a_dit_shared_with_training_is_never_merged_or_compiled():
+    p = plan_levers(GenerateSettings(), device=CUDA, tiny=False, memory_mode="gpu", shared_dit=True)
+    assert not p.values["fuse_lora"] and not p.values["compile_blocks"] and p.values["vae_batch"]
+    assert not plan(merge_lora_per_call=True).values["fuse_lora"]
+
+
+def test_compile_cache_lives_in_the_machine_cache_one_file_per_variant(tmp_path, monkeypatch):
+    monkeypatch.setenv("EX4D_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    assert plan().compile_cache == str(tmp_path / "compile")
+    assert plan(compile_cache=None).compile_cache is None
+    cfg = {"num_layers": 40}
+    a = compile_cache_file(tmp_path / "compile", model_config=cfg, key={"latents": [1, 16, 13, 64, 64]})
+    b = compile_cache_file(tmp_path / "compile", model_config=cfg, key={"latents": [1, 16, 21, 60, 104]})
+    c = compile_cache_file(tmp_path / "compile", model_config={"num_layers": 2}, key={"latents": [1, 16, 13, 64, 64]})
+    assert a.parent == tmp_path / "compile" and a.suffix == ".bin" and len({a, b, c}) == 3
+    assert a == compile_cache_file(tmp_path / "compile", model_config=dict(cfg), key={"latents": [1, 16, 13, 64, 64]})
+    assert compile_cache_file(tmp_path / "x.bin", model_config=cfg, key={}) == tmp_path / "x.bin"
+
+
+def test_memory_mode_auto_picks_the_fastest_mode_that_fits():
+    models = {"transformer": nn.Linear(1024, 1024), "vae": nn.Linear(256, 256)}  # 4 MiB + 0.25 MiB in fp32
+    dit = sum(p.numel() * 4 for p in models["transformer"].parameters())
+    total = dit + sum(p.numel() * 4 for p in models["vae"].parameters())
+    assert choose_memory_mode(models, CUDA, free_bytes=total + ACTIVATION_HEADROOM)[0] == "gpu"
+    assert choose_memory_mode(models, CUDA, free_bytes=total + ACTIVATION_HEADROOM - 1)[0] == "offload"
+    assert choose_memory_mode(models, CUDA, free_bytes=dit + ACTIVATION_HEADROOM)[0] == "offload"
+    mode, why = choose_memory_mode(models, CUDA, free_bytes=dit + ACTIVATION_HEADROOM - 1)
+    assert mode == "low_vram" and "GiB free" in why
+    assert choose_memory_mode(models, "cpu")[0] == "gpu"
+
+
+def _tiny(seed=1):
+    c = build_tiny_wan()
+    m = build_ex4d_transformer(c.transformer, LoraSettings(rank=4, alpha=4), hidden_channels=16)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.adapter_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return c, m
+
+
+def test_generator_resolves_the_policy_and_reports_it():
+    c, m = _tiny()
+    gen = EX4DGenerator(c, m, GenerateSettings(num_steps=2, progress=False), device="cpu", memory_mode="auto")
+    assert all(getattr(gen.settings, k) is False for k in EXACT_LEVERS)  # CPU: plain
+    report = gen.lever_report()
+    assert report["memory_mode"]["mode"] == "gpu" and report["fuse_lora"]["on"] is False
+    # a per-call settings object that leaves the levers to the policy gets the generator's resolution
+    per_call = dataclasses.replace(GenerateSettings(num_steps=2, progress=False), seed=3)
+    assert gen._resolve(per_call).fuse_lora is False
+
+
+@torch.no_grad()
+def test_merge_in_place_keeps_no_base_copy_and_matches_the_unmerged_output():
+    video = masked_video(5, 16, 16)
+    c, m = _tiny()
+    plain = EX4DGenerator(c, m, GenerateSettings(num_steps=2, progress=False, levers="off"), device="cpu")
+    ref = plain(*video, return_latents=True)
+    c2, m2 = _tiny()
+    fused = EX4DGenerator(c2, m2, GenerateSettings(num_steps=2, progress=False, fuse_lora=True), device="cpu")
+    assert m2.lora_merged and m2._base_copy is None  # merged in place: no copy of the base weights
+    assert fused.lever_report()["build_seconds"]["lora_merge"] >= 0
+    torch.testing.assert_close(fused(*video, return_latents=True), ref, atol=1e-4, rtol=1e-4)
