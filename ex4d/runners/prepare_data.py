@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ex4d.data.prepare import prepare_shards
 from ex4d.data.shards import INDEX_NAME
+from ex4d.runners.common import with_effective_defaults
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger("ex4d.prepare_data")
@@ -22,7 +23,7 @@ def shard_settings(cfg: DictConfig) -> dict:
     return {
         "data": {k: cfg.data[k] for k in keep},
         "depth": OmegaConf.to_container(cfg.depth, resolve=True),
-        "masking": _without_composite(OmegaConf.to_container(cfg.masking, resolve=True)),
+        "masking": with_effective_defaults(_without_composite(OmegaConf.to_container(cfg.masking, resolve=True))),
         "seed": cfg.seed,
     }
 
