@@ -683,7 +683,7 @@ def bench_levers(args, device, dtype, make_components, make_transformer) -> list
         sys.exit(f"--sections: unknown {sorted(bad)}; choose from {LEVER_SECTIONS}")
 
     comps = make_components()
-    hidden = 16 if comps.is_tiny else 1024
+    hidden = comps.encoder_hidden_channels
 
     def adapter(transformer):
         torch.manual_seed(0)  # peft's LoRA A init and the encoder's inner layers: identical on a fresh DiT

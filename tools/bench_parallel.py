@@ -108,7 +108,7 @@ def main() -> None:
     t0 = time.perf_counter()
     comps = loader.load()
     model = build_ex4d_transformer(comps.transformer, LoraSettings(rank=16, alpha=16),
-                                   hidden_channels=16 if args.tiny else 1024, dtype=dtype)
+                                   hidden_channels=comps.encoder_hidden_channels, dtype=dtype)
     model.to(device)
     g = torch.Generator(device=device).manual_seed(7)
     with torch.no_grad():  # a non-trivial adapter, identical on every rank

@@ -216,14 +216,13 @@ def _lightning_clock_callback(clock: StepClock):
 # ---- engines ------------------------------------------------------------------------------------------
 
 
-def build_module(comps, args, text_dim: int, tiny: bool) -> EX4DTrainingModule:
+def build_module(comps, args, text_dim: int) -> EX4DTrainingModule:
     g = torch.Generator().manual_seed(0)
     return EX4DTrainingModule(
         comps, LoraSettings(rank=args.rank, alpha=args.rank), OptimizerSettings(lr=1e-5, warmup_steps=0),
         gradient_checkpointing=not args.no_checkpointing, checkpoint_policy=args.checkpoint_policy,
         compile_blocks=args.compile, sample=None,
         num_val_samples=0, text_embeddings={"empty": torch.randn(1, 512, text_dim, generator=g)},
-        encoder_hidden_channels=16 if tiny else 1024,
     )
 
 
@@ -288,7 +287,7 @@ def run_engine(args) -> dict:
         cfg = WAN_I2V_14B_TRANSFORMER_CONFIG
         text_dim, image_tokens, image_dim, dit_dtype = cfg["text_dim"], 257, cfg["image_dim"], torch.bfloat16
         shape = {}
-    module = build_module(comps, args, text_dim, tiny)
+    module = build_module(comps, args, text_dim)
     build_s = time.perf_counter() - t0
     batches = {m: make_batch(m, T, H, W, image_tokens, image_dim, dit_dtype) for m in args.modes}
     data = Phases(batches, args.modes, args.warmup, args.steps)

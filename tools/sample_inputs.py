@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-NUM_POSES = 49       # conf/data/video.yaml num_frames: camera=file wants one pose per frame
+NUM_POSES = 49       # conf/clip/video.yaml num_frames: camera=file wants one pose per frame
 PIVOT_DEPTH = 2.7    # scene units: nearest depth 2.564 + the default pivot offset 0.15, rounded
 
 

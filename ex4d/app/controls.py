@@ -81,11 +81,22 @@ def trajectory_class(preset: str, conf_dir: Path = CONF_DIR) -> str:
     return str(preset_config(preset, conf_dir)._target_).rsplit(".", 1)[-1]
 
 
+def _value(cfg, key: str) -> float:
+    """The preset's value of ``key``; a key the option leaves null (``pivot_offset``: the class default) reads the
+    value the trajectory object takes for it."""
+    value = cfg.get(key)
+    if value is None:
+        from hydra.utils import instantiate
+
+        value = getattr(instantiate(cfg), key)
+    return float(value)
+
+
 def control_defaults(preset: str, conf_dir: Path = CONF_DIR) -> dict[str, float | None]:
     """Control name -> the preset's value (None where the control does not apply to the preset's class)."""
     cfg = preset_config(preset, conf_dir)
     cls = str(cfg._target_).rsplit(".", 1)[-1]
-    return {c.name: float(cfg[c.keys[cls]]) if cls in c.keys else None for c in CONTROLS}
+    return {c.name: _value(cfg, c.keys[cls]) if cls in c.keys else None for c in CONTROLS}
 
 
 def camera_overrides(preset: str, values: dict[str, float | None], conf_dir: Path = CONF_DIR) -> list[str]:
@@ -105,7 +116,7 @@ def camera_overrides(preset: str, values: dict[str, float | None], conf_dir: Pat
         if not math.isfinite(v):
             raise InputError(f"the {c.name} control must be a finite number, got {v}")
         key = c.keys[cls]
-        if v == float(cfg[key]):
+        if v == _value(cfg, key):
             continue
         out.append(f"camera.{key}={v!r}")
         # Orbit keeps a constant pitch: from a nonzero pitch, frame 0 is the source camera only with lead_in

@@ -124,7 +124,9 @@ class FramesOfPath:
         self.camera = camera
         self.num_frames = num_frames
         self.frames = list(frames)
-        self.pivot_offset = getattr(camera, "pivot_offset", 0.15)
+        from ex4d.cameras.trajectories import DEFAULT_PIVOT_OFFSET
+
+        self.pivot_offset = getattr(camera, "pivot_offset", DEFAULT_PIVOT_OFFSET)
 
     def validate(self, num_frames: int) -> None:
         if hasattr(self.camera, "validate"):
@@ -188,6 +190,9 @@ class AppSession:
                 if key == k or key.startswith(k + "."):
                     raise InputError(f"{o}: {k} is set on the page ({where}); drop it from the app's command line")
         self.conf_dir = Path(conf_dir).resolve()
+        from ex4d.runners.cli import check_moved_options
+
+        check_moved_options(self.base_overrides, self.conf_dir)  # data=video: one line naming clip=video
         self.preview_count = preview_count
         self._run_lock = threading.Lock()
         self._base_num_frames: int | None = None

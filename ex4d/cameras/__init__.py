@@ -24,7 +24,8 @@ Edges that speak another convention:
   its look-at matrix with rows 0..2 negated, OpenGL style), see ``ex4d.cameras.io``.
 
 Camera paths: ``ex4d.cameras.trajectories`` (reference presets, orbits, dolly, zooms, files; pivot at
-(0, 0, min_depth + 0.15)); pictures of a path: ``ex4d.cameras.plot``.
+(0, 0, min_depth + pivot_offset), by default ``DEFAULT_PIVOT_OFFSET``, the reference's); pictures of a path:
+``ex4d.cameras.plot``.
 """
 
 from ex4d.cameras.core import (
@@ -41,6 +42,7 @@ from ex4d.cameras.core import (
 
 from ex4d.cameras.io import load_intrinsics, load_reference_npz, load_w2c, save_cameras_json, save_reference_npz
 from ex4d.cameras.trajectories import (
+    DEFAULT_PIVOT_OFFSET,
     Arc,
     Dolly,
     DollyZoom,
@@ -54,6 +56,7 @@ from ex4d.cameras.trajectories import (
 )
 
 __all__ = [
+    "DEFAULT_PIVOT_OFFSET",
     "Arc",
     "Dolly",
     "DollyZoom",

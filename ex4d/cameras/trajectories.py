@@ -6,7 +6,8 @@ project convention (``ex4d.cameras``: world = source camera, OpenCV axes); its
 source camera's ``K`` (the same ``K`` for every frame unless the path zooms). ``min_depth`` is the smallest
 EX-4D depth of frame 0 *after* its one-pixel border ring was set to 100 (``ex4d.mesh.set_border``),
 in the scene's depth units. Paths that orbit do so about the pivot ``c = (0, 0, r)`` on the source
-optical axis, with r = min_depth + ``pivot_offset`` (0.15 in the reference), and every pose looks at c.
+optical axis, with r = min_depth + ``pivot_offset`` (:data:`DEFAULT_PIVOT_OFFSET`, the reference's, unless set),
+and every pose looks at c.
 
 Every preset that starts at the source returns the identity as frame 0: the renderer replaces frame 0
 by the source frame and the generator conditions on it, so a path that starts elsewhere (``Orbit``
@@ -51,6 +52,8 @@ from ex4d.utils.checks import check_bool, check_int
 from ex4d.utils.errors import InputError
 
 REFERENCE_NUM_FRAMES = 49  # the reference trajectories hit their nominal angle at this frame count
+# The reference's pivot offset (scene units): the one home of the value. The camera options and the masking pose
+# sampler leave ``pivot_offset: null`` to mean this; recon, the app and the plots read it from here.
 DEFAULT_PIVOT_OFFSET = 0.15
 MAX_ABS_PITCH_DEG = 89.0  # look_at with up = (0, 1, 0) degenerates at +-90
 FILE_INTRINSICS = ("auto", "use", "ignore")  # FileTrajectory(file_intrinsics=...)
@@ -95,8 +98,9 @@ class Trajectory:
     Subclasses implement :meth:`poses` given the pivot radius. Constructing one reads no file.
     """
 
-    def __init__(self, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
-        self.pivot_offset = _finite(pivot_offset, "pivot_offset")
+    def __init__(self, pivot_offset: float | None = DEFAULT_PIVOT_OFFSET):
+        # None (``pivot_offset: null`` in conf/camera/*.yaml): the reference's offset, DEFAULT_PIVOT_OFFSET.
+        self.pivot_offset = DEFAULT_PIVOT_OFFSET if pivot_offset is None else _finite(pivot_offset, "pivot_offset")
 
     def pivot_radius(self, min_depth: float) -> float:
         """r = min_depth + pivot_offset (> 0)."""
@@ -186,10 +190,11 @@ class ReferenceOrbit(Trajectory):
     Args:
         angle_deg: the nominal angle A (reached at N = 49 when ``frame_rescale``).
         frame_rescale: apply the reference's rho (see :func:`frame_scale`); False makes A exact at any N.
-        pivot_offset: r = min_depth + pivot_offset.
+        pivot_offset: r = min_depth + pivot_offset (None: :data:`DEFAULT_PIVOT_OFFSET`).
     """
 
-    def __init__(self, angle_deg: float = 90.0, frame_rescale: bool = True, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
+    def __init__(self, angle_deg: float = 90.0, frame_rescale: bool = True,
+                 pivot_offset: float | None = DEFAULT_PIVOT_OFFSET):
         super().__init__(pivot_offset)
         self.angle_deg = _finite(angle_deg, "angle_deg")
         self.frame_rescale = check_bool(frame_rescale, "camera.frame_rescale")
@@ -209,7 +214,7 @@ class ReferenceLoop180(Trajectory):
     name the camera never goes behind anything: yaw stays within +-45 degrees, pitch up to 21.8.
     """
 
-    def __init__(self, frame_rescale: bool = True, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
+    def __init__(self, frame_rescale: bool = True, pivot_offset: float | None = DEFAULT_PIVOT_OFFSET):
         super().__init__(pivot_offset)
         self.frame_rescale = check_bool(frame_rescale, "camera.frame_rescale")
 
@@ -256,7 +261,7 @@ class Arc(Trajectory):
         lead_in: when the path does not start at (0, 0), first travel from the source pose to the
             start, then on to the end (frames shared in proportion to angular distance), so frame 0 is
             the identity. False starts at the start pose (frame 0 is then *not* the source camera).
-        pivot_offset: r = min_depth + pivot_offset.
+        pivot_offset: r = min_depth + pivot_offset (None: :data:`DEFAULT_PIVOT_OFFSET`).
         dolly: dolly while orbiting: the camera's distance to the pivot shrinks linearly over the path
             to (1 - dolly) times its orbit value at the last frame (0 = a plain orbit, 0.5 = halfway in,
             negative = moving away); < 1, since 1 would reach the pivot. Frame 0 is unchanged.
@@ -270,7 +275,7 @@ class Arc(Trajectory):
         pitch_end_deg: float = 20.0,
         rise: float = 0.0,
         lead_in: bool = False,
-        pivot_offset: float = DEFAULT_PIVOT_OFFSET,
+        pivot_offset: float | None = DEFAULT_PIVOT_OFFSET,
         dolly: float = 0.0,
     ):
         super().__init__(pivot_offset)
@@ -319,7 +324,7 @@ class Orbit(Arc):
         pitch_deg: float = 0.0,
         rise: float = 0.0,
         lead_in: bool = False,
-        pivot_offset: float = DEFAULT_PIVOT_OFFSET,
+        pivot_offset: float | None = DEFAULT_PIVOT_OFFSET,
         dolly: float = 0.0,
     ):
         if abs(_finite(pitch_deg, "pitch_deg")) >= MAX_ABS_PITCH_DEG:  # named as the orbit's key, not Arc's
@@ -344,7 +349,7 @@ class Dolly(Trajectory):
         fraction: travel as a fraction of the pivot radius r (``in`` needs < 1: the pivot sits 0.15
             behind the nearest surface, so 1 would put the camera inside the scene).
         distance: travel in scene units; overrides ``fraction`` when given (``in`` needs < r).
-        pivot_offset: r = min_depth + pivot_offset.
+        pivot_offset: r = min_depth + pivot_offset (None: :data:`DEFAULT_PIVOT_OFFSET`).
     """
 
     def __init__(
@@ -352,7 +357,7 @@ class Dolly(Trajectory):
         direction: str = "in",
         fraction: float = 0.5,
         distance: float | None = None,
-        pivot_offset: float = DEFAULT_PIVOT_OFFSET,
+        pivot_offset: float | None = DEFAULT_PIVOT_OFFSET,
     ):
         super().__init__(pivot_offset)
         if direction not in ("in", "out"):
@@ -403,7 +408,7 @@ class FocalZoom(Trajectory):
         pivot_offset: r = min_depth + pivot_offset (only drawn in the camera plot).
     """
 
-    def __init__(self, focal_scale_end: float = 0.6, pivot_offset: float = DEFAULT_PIVOT_OFFSET):
+    def __init__(self, focal_scale_end: float = 0.6, pivot_offset: float | None = DEFAULT_PIVOT_OFFSET):
         super().__init__(pivot_offset)
         self.focal_scale_end = _finite(focal_scale_end, "focal_scale_end")
         if self.focal_scale_end <= 0.0:

@@ -12,7 +12,7 @@ from ex4d.utils.checks import check_int
 from ex4d.utils.errors import InputError
 
 EXAMPLE_PREFIX = "example:"
-# The keys of conf/data/video.yaml: clip options (load_input_clip's arguments) and the generation size.
+# The keys of conf/clip/*.yaml (at `data`): clip options (load_input_clip's arguments) and the generation size.
 CLIP_KEYS = ("num_frames", "stride", "frame_mode", "resize", "multiple", "max_side", "height", "width")
 GENERATION_KEYS = ("gen_height", "gen_width")
 GENERATION_MULTIPLE = 16  # Wan: VAE x8 in space, then 2x2 patches
@@ -25,15 +25,17 @@ def list_examples() -> list[str]:
 def clip_options(data: Mapping) -> dict:
     """The checked clip options (keyword arguments of :func:`load_input_clip`) of a ``data`` config group.
 
-    Raises InputError when the group is not the inference schema (``data=video``): e.g. ``data=monocular``,
-    the training data option, or a key that does not exist, or when a value is out of range.
+    Raises InputError when ``data`` does not hold the inference schema (the ``clip`` group, ``conf/clip``): e.g.
+    ``data=monocular``, a training set, or a key that does not exist, or when a value is out of range.
     """
     keys = set(data)
     unknown = sorted(keys - set(CLIP_KEYS) - set(GENERATION_KEYS))
     if unknown:
         if keys & {"shards", "videos", "root", "num_clips"}:
-            raise InputError("data: this is a training data option (data=monocular, data=tiny or data=synthetic); "
-                             "inference takes data=video (the default): drop the data= override")
+            raise InputError("data: this is a training data option (data=monocular, data=tiny or data=synthetic: "
+                             "train.py, tools/prepare_data.py); inference inputs are the clip group (clip=video, the "
+                             "default, or clip=tiny; values data.num_frames=..., data.max_side=...): drop the data= "
+                             "override")
         raise InputError(f"data: unknown keys {unknown}; the inference data options are {list(CLIP_KEYS + GENERATION_KEYS)}")
     opts = check_clip_options(**{k: data[k] for k in CLIP_KEYS if k in keys})
     check_generation_size(data.get("gen_height"), data.get("gen_width"))

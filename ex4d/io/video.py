@@ -240,7 +240,7 @@ def read_frames(source: str | Path, max_frames: int | None = None) -> tuple[np.n
 
 def check_clip_options(num_frames=49, stride=1, frame_mode="first", resize="keep_aspect", multiple=64,
                        max_side=1024, height=None, width=None) -> dict:
-    """Check the clip options (the ``data.*`` keys of ``conf/data/video.yaml``) before anything is read.
+    """Check the clip options (the ``data.*`` keys of ``conf/clip/video.yaml``) before anything is read.
 
     Returns the options as clean Python values (ints, None); raises InputError naming the ``data.`` key.
     """

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ex4d.cameras.core import look_at
-from ex4d.cameras.trajectories import orbit_eyes
+from ex4d.cameras.trajectories import DEFAULT_PIVOT_OFFSET, MAX_ABS_PITCH_DEG, orbit_eyes
 from ex4d.utils.errors import InputError
 
 SIGNS = ("random", "positive", "negative")
@@ -70,17 +70,18 @@ class PoseSampler:
         sign: ``random`` (either side, 50/50), ``positive`` (camera to +x) or ``negative``.
         pitch_deg: pitch in degrees, number or [min, max] (positive = camera above the source looking
             down; the reference orbit rises to about 11 degrees at 90 degrees of yaw).
-        pivot_offset: r - min_depth, number or [min, max] (reference 0.15).
+        pivot_offset: r - min_depth, number or [min, max]; None: the inference paths' default
+            (``ex4d.cameras.DEFAULT_PIVOT_OFFSET``, the reference's).
         schedule: ``linear``: frame i sits at i/(T-1) of the final angles, so frame 0 is the source pose
             and holes grow over the clip, as in an inference path; ``constant``: every frame at the
             final pose (more hole area per clip).
     """
 
     def __init__(self, angle_deg=(10.0, 90.0), sign: str = "random", pitch_deg=(0.0, 15.0),
-                 pivot_offset=0.15, schedule: str = "linear"):
+                 pivot_offset=DEFAULT_PIVOT_OFFSET, schedule: str = "linear"):
         self.angle_deg = _range(angle_deg, "angle_deg", 0.0, 180.0)
-        self.pitch_deg = _range(pitch_deg, "pitch_deg", -89.0, 89.0)
-        self.pivot_offset = _range(pivot_offset, "pivot_offset", 0.0)
+        self.pitch_deg = _range(pitch_deg, "pitch_deg", -MAX_ABS_PITCH_DEG, MAX_ABS_PITCH_DEG)
+        self.pivot_offset = _range(DEFAULT_PIVOT_OFFSET if pivot_offset is None else pivot_offset, "pivot_offset", 0.0)
         if sign not in SIGNS:
             raise InputError(f"masking.poses.sign must be one of {SIGNS}, got {sign!r}")
         if schedule not in SCHEDULES:

@@ -34,6 +34,9 @@ from ex4d.utils.checks import check_number
 from ex4d.utils.errors import InputError
 
 DEFAULT_ADAPTER = "ex4d"  # peft adapter name of the EX-4D LoRA inside the transformer
+# Width of the geometry encoder's 1x1x1 convolutions in the released adapter: the one home of the value. A model
+# loader carries the width its adapters use (``model.encoder_hidden_channels``; the tiny test model: a smaller one).
+ENCODER_HIDDEN_CHANNELS = 1024
 
 # Reference DiT (DiffSynth WanModel) module -> diffusers WanTransformer3DModel module, inside blocks.{i}.
 REFERENCE_TO_DIFFUSERS = {
@@ -113,7 +116,7 @@ class GeometryEncoder(nn.Module):
 
     Args:
         latent_channels: VAE latent channels per input (16); the encoder sees 2x this.
-        hidden_channels: width of the 1x1x1 convolutions (1024).
+        hidden_channels: width of the 1x1x1 convolutions (:data:`ENCODER_HIDDEN_CHANNELS`).
         out_channels: DiT inner dim (5120 for the 14B model).
         patch_size: the DiT's (t, h, w) patch size (1, 2, 2).
     """
@@ -121,7 +124,7 @@ class GeometryEncoder(nn.Module):
     def __init__(
         self,
         latent_channels: int = 16,
-        hidden_channels: int = 1024,
+        hidden_channels: int = ENCODER_HIDDEN_CHANNELS,
         out_channels: int = 5120,
         patch_size: Sequence[int] = (1, 2, 2),
     ) -> None:
@@ -411,7 +414,7 @@ def build_ex4d_transformer(
     transformer: nn.Module,
     lora: LoraSettings | None = None,
     *,
-    hidden_channels: int = 1024,
+    hidden_channels: int = ENCODER_HIDDEN_CHANNELS,
     latent_channels: int = 16,
     adapter_name: str = DEFAULT_ADAPTER,
     dtype: torch.dtype | None = None,

@@ -39,6 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ex4d.model.adapter import ENCODER_HIDDEN_CHANNELS
+from ex4d.utils.checks import check_int
 from ex4d.utils.errors import InputError, MissingWeightsError
 from ex4d.utils.errors import download_command as _download_command
 
@@ -132,6 +134,8 @@ class WanComponents:
         image_processor: ``CLIPImageProcessor`` (its mean/std and crop size are used).
         is_tiny: True for random test models from :func:`build_tiny_wan`: never report their output.
         source: where the weights came from (folder, file list, or "tiny-random").
+        encoder_hidden_channels: width of the geometry encoder an adapter on this backbone gets (the released
+            one's, :data:`~ex4d.model.adapter.ENCODER_HIDDEN_CHANNELS`, unless the loader says otherwise).
     """
 
     transformer: nn.Module
@@ -142,6 +146,7 @@ class WanComponents:
     image_processor: Any
     is_tiny: bool = False
     source: str = ""
+    encoder_hidden_channels: int = ENCODER_HIDDEN_CHANNELS
 
     def modules(self) -> dict[str, nn.Module]:
         """The torch modules by name (text_encoder omitted when None)."""
@@ -413,6 +418,18 @@ MEMORY_MODES = ("gpu", "offload", "low_vram")
 MEMORY_MODE_CHOICES = (*MEMORY_MODES, "auto")  # auto: picked from free GPU memory (ex4d.pipelines.memory)
 
 
+def _encoder_width(value: int | None, default: int) -> int:
+    """``model.encoder_hidden_channels``: None = the model's own width."""
+    return default if value is None else check_int(value, "model.encoder_hidden_channels", minimum=1)
+
+
+def _check_memory_mode(memory_mode: str | None) -> None:
+    """``model.memory_mode``: one of MEMORY_MODE_CHOICES (inference placement), or None where the caller places the
+    model itself (training: conf/train.yaml sets it null and train.py refuses a value)."""
+    if memory_mode is not None and memory_mode not in MEMORY_MODE_CHOICES:
+        raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
+
+
 class WanLoader:
     """``model=wan_i2v_14b_480p``: where the Wan weights live and how to run them. Loads on :meth:`load`.
 
@@ -420,8 +437,11 @@ class WanLoader:
         path: diffusers-format folder or repo id.
         dtype, vae_dtype, image_encoder_dtype: see :func:`load_wan_components`.
         transformer_files, vae_file: native Wan release files instead of the diffusers DiT / VAE.
+        encoder_hidden_channels: geometry-encoder width of adapters on this model; None = the released adapter's
+            (:data:`~ex4d.model.adapter.ENCODER_HIDDEN_CHANNELS`). An adapter file's own width wins at inference.
         memory_mode: ``gpu`` (all on the GPU, about 50 GB), ``offload`` (each model on the GPU only for its
-            stage, about 35 GB), ``low_vram`` (also streams DiT blocks from pinned CPU memory: fits 24 GB).
+            stage, about 35 GB), ``low_vram`` (also streams DiT blocks from pinned CPU memory: fits 24 GB); None
+            for training, which places the model itself (conf/train.yaml).
     """
 
     is_tiny = False
@@ -434,11 +454,11 @@ class WanLoader:
         image_encoder_dtype: str | None = None,
         transformer_files: Sequence[str] | None = None,
         vae_file: str | None = None,
-        memory_mode: str = "offload",
+        memory_mode: str | None = "offload",
         load_text_encoder: bool = True,
+        encoder_hidden_channels: int | None = None,
     ) -> None:
-        if memory_mode not in MEMORY_MODE_CHOICES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
+        _check_memory_mode(memory_mode)
         self.path = str(path)
         self.dtype = to_dtype(dtype)
         self.vae_dtype = to_dtype(vae_dtype) if vae_dtype else None
@@ -447,6 +467,7 @@ class WanLoader:
         self.vae_file = vae_file
         self.memory_mode = memory_mode
         self.load_text_encoder = load_text_encoder
+        self.encoder_hidden_channels = _encoder_width(encoder_hidden_channels, ENCODER_HIDDEN_CHANNELS)
 
     def missing_files(self) -> list[str]:
         """Paths that :meth:`load` would need and that do not exist (empty when ready); never downloads."""
@@ -468,7 +489,7 @@ class WanLoader:
         return out
 
     def load(self) -> WanComponents:
-        return load_wan_components(
+        comps = load_wan_components(
             self.path,
             dtype=self.dtype,
             vae_dtype=self.vae_dtype,
@@ -477,6 +498,8 @@ class WanLoader:
             vae_file=self.vae_file,
             load_text_encoder=self.load_text_encoder,
         )
+        comps.encoder_hidden_channels = self.encoder_hidden_channels
+        return comps
 
     def dit_parameters(self) -> int:
         """Parameters of the DiT this loads (the 14B I2V model), known without loading it."""
@@ -491,19 +514,22 @@ class TinyWanLoader:
 
     is_tiny = True
 
-    def __init__(self, seed: int = 0, num_layers: int = 2, dtype: str = "float32", memory_mode: str = "gpu") -> None:
-        if memory_mode not in MEMORY_MODE_CHOICES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
+    def __init__(self, seed: int = 0, num_layers: int = 2, dtype: str = "float32", memory_mode: str | None = "gpu",
+                 encoder_hidden_channels: int | None = None) -> None:
+        _check_memory_mode(memory_mode)
         self.seed = seed
         self.num_layers = num_layers
         self.dtype = to_dtype(dtype)
         self.memory_mode = memory_mode
+        self.encoder_hidden_channels = _encoder_width(encoder_hidden_channels, TINY_ENCODER_HIDDEN_CHANNELS)
 
     def missing_files(self) -> list[str]:
         return []
 
     def load(self) -> WanComponents:
-        return build_tiny_wan(seed=self.seed, num_layers=self.num_layers, dtype=self.dtype)
+        comps = build_tiny_wan(seed=self.seed, num_layers=self.num_layers, dtype=self.dtype)
+        comps.encoder_hidden_channels = self.encoder_hidden_channels
+        return comps
 
     def dit_parameters(self) -> int:
         """Parameters of the tiny DiT, counted on the meta device."""
@@ -531,19 +557,21 @@ class RandomWanLoader:
         device: where the weights are made; ``auto`` = ``cuda:LOCAL_RANK`` when CUDA is present, else CPU.
         load_text_encoder: build the random UMT5-XXL (inference); false: random embeddings only.
         transformer, vae, image_encoder, text_encoder: config overrides of the models (tests use small ones).
+        encoder_hidden_channels: geometry-encoder width; None = the released adapter's (small test shapes set less).
     """
 
     is_tiny = False
     random_adapter_if_missing = True
     source = "random real-shape weights (BENCHMARK ONLY)"
 
-    def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str = "gpu",
+    def __init__(self, seed: int = 0, dtype: str = "bfloat16", device: str = "auto", memory_mode: str | None = "gpu",
                  load_text_encoder: bool = True, transformer: dict | None = None, vae: dict | None = None,
-                 image_encoder: dict | None = None, text_encoder: dict | None = None) -> None:
-        if memory_mode not in MEMORY_MODE_CHOICES:
-            raise InputError(f"model.memory_mode: expected one of {MEMORY_MODE_CHOICES}, got {memory_mode!r}")
+                 image_encoder: dict | None = None, text_encoder: dict | None = None,
+                 encoder_hidden_channels: int | None = None) -> None:
+        _check_memory_mode(memory_mode)
         self.seed, self.dtype, self.device, self.memory_mode = int(seed), to_dtype(dtype), str(device), memory_mode
         self.load_text_encoder = bool(load_text_encoder)
+        self.encoder_hidden_channels = _encoder_width(encoder_hidden_channels, ENCODER_HIDDEN_CHANNELS)
         self.transformer_config = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **dict(transformer or {})}
         self.vae_config = {**WAN_VAE_CONFIG, **dict(vae or {})}
         self.image_encoder_config = {**CLIP_VIT_H14_CONFIG, **dict(image_encoder or {})}
@@ -583,7 +611,7 @@ class RandomWanLoader:
         size = self.image_encoder_config["image_size"]
         proc = _clip_image_processor_cls()(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
         return WanComponents(transformer, vae, text_encoder, tokenizer, image_encoder, proc, is_tiny=False,
-                             source=self.source).freeze()
+                             source=self.source, encoder_hidden_channels=self.encoder_hidden_channels).freeze()
 
     def text_embeddings(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Random (1, 512, text_dim) embeddings per prompt key (a stand-in for UMT5, seeded by the key)."""
@@ -650,6 +678,7 @@ def random_init_(module: nn.Module, seed: int = 0) -> None:
 # Tiny random model (tests only)
 # --------------------------------------------------------------------------------------------------
 
+TINY_ENCODER_HIDDEN_CHANNELS = 16  # the tiny DiT's adapter: a geometry encoder as narrow as the model
 TINY_TRANSFORMER_CONFIG: dict[str, Any] = {
     "patch_size": [1, 2, 2],
     "num_attention_heads": 2,
@@ -747,6 +776,7 @@ def build_tiny_wan(*, seed: int = 0, num_layers: int = 2, dtype: torch.dtype = t
         image_processor=image_processor,
         is_tiny=True,
         source="tiny-random (TEST ONLY)",
+        encoder_hidden_channels=TINY_ENCODER_HIDDEN_CHANNELS,
     )
     return comps.freeze()
 

@@ -831,7 +831,8 @@ def build_generator(
             = the model loader's), so that the geometry inputs change the output: smoke runs that can show
             wiring errors. Never a result.
         memory_mode: default ``model.memory_mode`` (or ``gpu`` for components).
-        encoder_hidden_channels: geometry encoder width (default 1024; the tiny model uses 16).
+        encoder_hidden_channels: geometry encoder width (default: an adapter file's, else the model's,
+            ``WanComponents.encoder_hidden_channels``).
         parallel: context parallelism over the ranks of a torchrun launch (:mod:`ex4d.pipelines.parallel`).
     """
     from ex4d.model.checkpoint import (
@@ -864,7 +865,7 @@ def build_generator(
             )
     components = model if isinstance(model, WanComponents) else model.load()
     if encoder_hidden_channels is None:
-        encoder_hidden_channels = 16 if components.is_tiny else 1024
+        encoder_hidden_channels = components.encoder_hidden_channels
     ex4d = build_ex4d_transformer(
         components.transformer, lora if lora is not None else LoraSettings(), hidden_channels=encoder_hidden_channels
     )

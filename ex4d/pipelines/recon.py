@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ex4d.cameras.core import shared_intrinsics
 from ex4d.cameras.io import save_cameras_json, save_reference_npz, validate_intrinsics, validate_K
 from ex4d.cameras.plot import plot_camera_path
-from ex4d.cameras.trajectories import starts_at_source
+from ex4d.cameras.trajectories import DEFAULT_PIVOT_OFFSET, starts_at_source
 from ex4d.depth.base import DepthBackend, DepthResult, validate_depth
 from ex4d.io.video import VideoClip, write_mask_video, write_video
 from ex4d.mesh import DWMesh, DWMeshBuilder
@@ -59,7 +59,7 @@ def recon_memory_bytes(num_frames: int, height: int, width: int, chunk_size: int
 
 def check_recon_options(chunk_size=8, fps=30.0, save_meshes="none", mesh_format="ply", contact_columns=8,
                         replace_first_frame=True, export=()) -> None:
-    """Check the ``recon.*`` keys of ``conf/infer.yaml`` before any work; InputError names the key."""
+    """Check the ``recon.*`` keys (``conf/recon/default.yaml``) before any work; InputError names the key."""
     from ex4d.pipelines.export import check_export_formats
 
     check_export_formats(export, "recon.export")
@@ -163,7 +163,7 @@ class ReconPipeline:
             log.warning("the camera path's frame 0 is not the source camera (identity w2c and the source K), but "
                         "recon.replace_first_frame=true shows the source frame there: the video jumps after frame 0; "
                         "start the path at the source (e.g. camera.lead_in=true) or set recon.replace_first_frame=false")
-        pivot = torch.tensor([0.0, 0.0, min_depth + getattr(self.camera, "pivot_offset", 0.15)], dtype=torch.float64)
+        pivot = torch.tensor([0.0, 0.0, min_depth + getattr(self.camera, "pivot_offset", DEFAULT_PIVOT_OFFSET)], dtype=torch.float64)
         colors, masks, meshes = [], [], {}
         static_mesh: DWMesh | None = None
         rgb = frames.to(self.device)

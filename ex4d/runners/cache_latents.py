@@ -28,8 +28,7 @@ def run_cache_latents(cfg: DictConfig) -> dict:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     comps = loader.load()
-    hidden = cfg.module.get("encoder_hidden_channels") or (16 if comps.is_tiny else 1024)
-    model = build_ex4d_transformer(comps.transformer, LoraSettings(), hidden_channels=hidden)
+    model = build_ex4d_transformer(comps.transformer, LoraSettings(), hidden_channels=comps.encoder_hidden_channels)
     # offload: each model visits the device only for its stage, so the 28 GB DiT never leaves the CPU here
     gen = EX4DGenerator(comps, model, GenerateSettings(progress=False, pin_memory=False), device=device,
                         memory_mode="offload", shared_dit=True)

@@ -235,11 +235,34 @@ def check_output_root(argv: list[str]) -> None:
                              f"({key}=<folder>)") from e
 
 
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def check_moved_options(argv: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """``data=<option>`` where the option is one of the inference clip options (``conf/clip``, which were
+    ``conf/data``'s before training sets and inference inputs got separate groups: ``data=video``) is an
+    InputError naming the new key, ``clip=<option>``; Hydra would only say that ``data/<option>`` is not found.
+    """
+    for a in argv:
+        if a.startswith("-") or "=" not in a:
+            continue
+        key, value = a.split("=", 1)
+        if key.lstrip("+~") != "data":
+            continue
+        names = [v.strip() for v in value.split(",")]  # a multirun sweep: data=video,tiny
+        moved = [n for n in names if not (conf_dir / "data" / f"{n}.yaml").is_file()
+                 and (conf_dir / "clip" / f"{n}.yaml").is_file()]
+        if moved:
+            raise InputError(f"{a}: the inference clip options are the clip group now: clip={value} (their values "
+                             f"stay data.num_frames=..., data.max_side=...); data= picks training sets (conf/data)")
+
+
 def main(hydra_main: Callable[[], object]) -> None:
     """Call a ``@hydra.main`` function; Hydra's own composition errors (it prints them, then exits 1: our runs
-    never exit 1) become exit status 2, as every other bad-config error. The output folder is checked first
-    (:func:`check_output_root`)."""
+    never exit 1) become exit status 2, as every other bad-config error. Renamed options
+    (:func:`check_moved_options`) and the output folder (:func:`check_output_root`) are checked first."""
     try:
+        check_moved_options(sys.argv[1:])
         check_output_root(sys.argv[1:])
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

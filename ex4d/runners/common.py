@@ -234,6 +234,23 @@ def run_record(cfg: DictConfig) -> dict:
             "torch": torch.__version__, "gpu": gpu, "host": os.uname().nodename}
 
 
+def with_effective_defaults(node):
+    """``node`` (a plain container of a resolved config) with ``pivot_offset: null`` replaced by the value it means,
+    ``ex4d.cameras.DEFAULT_PIVOT_OFFSET``, wherever it occurs (camera options, masking pose samplers).
+
+    Settings fingerprints hash what the outputs depend on: a config that leaves the offset null and one that spells
+    out the reference's value make the same files (and shards written before the configs said null stay valid).
+    """
+    if isinstance(node, dict):
+        from ex4d.cameras.trajectories import DEFAULT_PIVOT_OFFSET
+
+        return {k: (DEFAULT_PIVOT_OFFSET if k == "pivot_offset" and v is None else with_effective_defaults(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [with_effective_defaults(v) for v in node]
+    return node
+
+
 def settings_hash(settings: dict) -> str:
     """sha256 (16 hex) of a settings dict (JSON, sorted keys)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ex4d.data.latents import latent_settings
 from ex4d.data.prepare import prepare_shards
 from ex4d.data.shards import INDEX_NAME
+from ex4d.runners.common import with_effective_defaults
 from ex4d.runners.validate import check_shape
 from ex4d.utils.errors import InputError
 
@@ -28,7 +29,7 @@ def shard_settings(cfg: DictConfig) -> dict:
     return {
         "data": {k: cfg.data[k] for k in keep},
         "depth": OmegaConf.to_container(cfg.depth, resolve=True),
-        "masking": _without_composite(OmegaConf.to_container(cfg.masking, resolve=True)),
+        "masking": with_effective_defaults(_without_composite(OmegaConf.to_container(cfg.masking, resolve=True))),
         "seed": cfg.seed,
     }
 

@@ -32,6 +32,7 @@ from ex4d.runners.common import (
     save_resolved_config,
     settings_hash,
     staged_outputs,
+    with_effective_defaults,
     write_json,
 )
 from ex4d.utils.errors import InputError
@@ -142,6 +143,7 @@ def output_writer(fps: float, columns: int):
 def recon_settings(cfg: DictConfig) -> dict:
     """Every setting that changes the DW-Mesh stage's files."""
     out = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "depth", "camera", "mesh", "renderer")}
+    out["camera"] = with_effective_defaults(out["camera"])
     out["recon"] = {k: v for k, v in OmegaConf.to_container(cfg.recon, resolve=True).items() if k != "chunk_size"}
     return out
 

@@ -130,6 +130,10 @@ def check_train_config(cfg: DictConfig) -> None:
     Trainer counters, the checkpoint to resume), checked first; InputError names the key."""
     check_int(cfg.seed, "seed")
     check_bool(cfg.get("resume_in_place", True), "resume_in_place")
+    if cfg.model.get("memory_mode") is not None:  # conf/train.yaml sets it null: the training module ignores it
+        raise InputError(f"model.memory_mode={cfg.model.memory_mode}: an inference setting (infer.py, evaluate.py); "
+                         "training places the model by its strategy (offload: strategy=deepspeed_zero3_offload): "
+                         "drop it")
     erosion = cfg.data.get("erosion")
     if erosion is not None:
         check_bool(erosion.enabled, "data.erosion.enabled")

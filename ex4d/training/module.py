@@ -80,7 +80,6 @@ class EX4DTrainingModule(L.LightningModule):
         compile_blocks: regional ``torch.compile`` of the DiT blocks (CUDA only).
         adapter_dtype: dtype of the trainable tensors under plain / DDP strategies (fp32 master weights;
             DeepSpeed keeps its own fp32 master copy and casts the module to bf16).
-        encoder_hidden_channels: geometry-encoder width; None = 1024 (16 for the tiny test model).
         init_adapter: start from an adapter file (ours ``.safetensors`` or the released ``ex4d.ckpt``).
         mask_encoding, first_frame_rounding, clip_preprocess: conditioning variants, as in
             :class:`GenerateSettings`; stored in the adapter files so inference uses the same.
@@ -105,7 +104,6 @@ class EX4DTrainingModule(L.LightningModule):
         checkpoint_policy: str = "full",
         compile_blocks: bool = False,
         adapter_dtype: str = "float32",
-        encoder_hidden_channels: int | None = None,
         init_adapter: str | None = None,
         mask_encoding: str = "reference",
         first_frame_rounding: str = "reference",
@@ -151,7 +149,6 @@ class EX4DTrainingModule(L.LightningModule):
         self.checkpoint_policy = checkpoint_policy
         self.compile_blocks = bool(compile_blocks)
         self.adapter_dtype = to_dtype(adapter_dtype)
-        self.encoder_hidden_channels = encoder_hidden_channels
         self.init_adapter = init_adapter
         self.mask_encoding, self.first_frame_rounding, self.clip_preprocess = (
             mask_encoding, first_frame_rounding, clip_preprocess)
@@ -188,8 +185,9 @@ class EX4DTrainingModule(L.LightningModule):
             self.loader.load_text_encoder = False  # 11 GB of UMT5 not needed (random loaders: embeddings stand in)
         comps = self.loader if isinstance(self.loader, WanComponents) else self.loader.load()
         comps.freeze()
-        hidden = self.encoder_hidden_channels or (16 if comps.is_tiny else 1024)
-        model = build_ex4d_transformer(comps.transformer, self.lora, hidden_channels=hidden, dtype=self.adapter_dtype)
+        # The geometry encoder's width is the model option's (model.encoder_hidden_channels).
+        model = build_ex4d_transformer(comps.transformer, self.lora, hidden_channels=comps.encoder_hidden_channels,
+                                       dtype=self.adapter_dtype)
         if self.init_adapter:
             self._load_init_adapter(model)
         model.mark_trainable()

@@ -62,6 +62,9 @@ def test_the_page_keys_are_not_base_overrides(tmp_path):
             AppSession([o], conf_dir=CONF)
     with pytest.raises(ValueError, match="config: Could not override 'nosuchkey'"):
         AppSession(["nosuchkey=1"], conf_dir=CONF).compose(["nosuchkey=1"])
+    with pytest.raises(ValueError, match="data=video: .*clip=video"):  # the clip group's old name, as infer.py
+        AppSession(["data=video"], conf_dir=CONF)
+    assert AppSession(["clip=tiny"], conf_dir=CONF).base_num_frames == 5
 
 
 def test_the_command_line_is_quoted_for_the_shell(session, tmp_path):

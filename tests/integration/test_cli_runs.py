@@ -200,6 +200,19 @@ def test_the_real_cli_prints_one_line_and_maps_hydra_errors_to_status_2(tmp_path
     assert "Traceback" in log.read_text() and str(log) in p.stderr
     p = run("data.no_such_key=1")  # Hydra's composition error: its message, our status
     assert p.returncode == EXIT_INPUT and "no_such_key" in p.stderr and "Traceback" not in p.stderr
+    p = run("data=video")  # the inference clip options moved to the clip group: one line naming the new key
+    assert p.returncode == EXIT_INPUT and _one_error_line(p.stderr).startswith("error: data=video: ")
+    assert "clip=video" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_moved_clip_options_name_the_new_key():
+    from ex4d.runners.cli import check_moved_options
+    from ex4d.utils.errors import InputError
+
+    for arg in ("data=video", "+data=video", "data=tiny,video"):
+        with pytest.raises(InputError, match=r"clip group now: clip="):
+            check_moved_options([arg])
+    check_moved_options(["data=tiny", "data=monocular", "clip=tiny", "data.num_frames=5"])  # training sets, values
 
 
 def test_an_output_folder_that_cannot_be_made_is_one_line_before_hydra(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from ex4d.runners.train import run_train
 from ex4d.utils.errors import InputError
@@ -55,14 +56,23 @@ EXPERIMENT_SHARDS = {"no_dwmesh": "tiny_torn_shards"}
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_fast_dev_run(compose, request, tmp_path, experiment):
     # python train.py experiment=<X> model=wan_tiny data=tiny trainer.fast_dev_run=true
-    out = tmp_path / "run"
-    shards = request.getfixturevalue(EXPERIMENT_SHARDS.get(experiment, "tiny_shards"))
-    summary = run_train(compose("train", ["model=wan_tiny", "data=tiny", f"data.shards_dir={shards}", f"output_dir={out}",
-                                          f"experiment={experiment}", "trainer.fast_dev_run=true"]))
+    # The experiment's own data.shards_dir is what trains (its shards are what an experiment mostly changes): the tiny
+    # shards are linked where it points under paths.data_dir, not passed as data.shards_dir, which would override it.
+    out, data_dir = tmp_path / "run", tmp_path / "data"
+    overrides = ["model=wan_tiny", "data=tiny", f"paths.data_dir={data_dir}", f"output_dir={out}",
+                 f"experiment={experiment}", "trainer.fast_dev_run=true"]
+    cfg = compose("train", overrides)
+    own = Path(cfg.data.shards_dir)
+    assert own.parent == data_dir / "shards" and own.name.endswith("_5x64x64"), own  # the recipe's layout, tiny sizes
+    own.parent.mkdir(parents=True)
+    own.symlink_to(request.getfixturevalue(EXPERIMENT_SHARDS.get(experiment, "tiny_shards")), target_is_directory=True)
+    summary = run_train(cfg)
     assert summary["global_step"] == 1 and summary["run_dir"] == str(out)
+    assert summary["input"]["given"] == str(own)  # trained on the experiment's shards
     assert (out / "config.yaml").is_file() and (out / "run.json").is_file() and (out / "summary.json").is_file()
     assert list((out / "samples").glob("step0000001_*.mp4")), "validation renders and writes a sample video"
-    assert experiment in (out / "config.yaml").read_text()  # its tag
+    written = OmegaConf.load(out / "config.yaml")
+    assert experiment in written.tags and written.data.shards_dir == str(own)
 
 
 def test_no_dwmesh_refuses_shards_whose_masks_are_not_from_torn_meshes(train_cfg, tmp_path, shards):

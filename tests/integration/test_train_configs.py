@@ -43,6 +43,93 @@ def test_strategy_constructs(compose, option):
         assert ("offload_optimizer" in zero) == option.endswith("offload")
 
 
+def _deepspeed_stub(monkeypatch):
+    """A stand-in ``deepspeed`` module with the one attribute Lightning's DeepSpeedStrategy constructor touches (its
+    logger level), and Lightning's availability flags set: the strategy object is built as train.py builds it,
+    on a CPU, without the deepspeed package (which is only imported where the engine starts: Strategy.setup)."""
+    import logging
+    import sys
+    import types
+
+    import lightning.pytorch.strategies.deepspeed as lds
+
+    stub = types.ModuleType("deepspeed")
+    stub.utils = types.SimpleNamespace(logging=types.SimpleNamespace(logger=logging.getLogger("deepspeed-stub")))
+    monkeypatch.setitem(sys.modules, "deepspeed", stub)
+    monkeypatch.setattr(lds, "_DEEPSPEED_AVAILABLE", True)
+    monkeypatch.setattr(lds, "_DEEPSPEED_GREATER_EQUAL_0_16", True, raising=False)
+    return stub
+
+
+# What train.py and the module read from each strategy: (class, ZeRO stage, optimizer offloaded, checkpoint policy of
+# checkpoint_policy=auto, compile_blocks=auto).
+STRATEGIES = {
+    "auto": ("auto", None, False, "save_self_attention", False),
+    "ddp": ("DDPStrategy", None, False, "save_self_attention", False),
+    "fsdp": ("FSDPStrategy", None, False, "full", False),
+    "deepspeed_zero2": ("DeepSpeedStrategy", 2, False, "save_self_attention", True),
+    "deepspeed_zero3": ("DeepSpeedStrategy", 3, False, "full", False),
+    "deepspeed_zero3_offload": ("DeepSpeedStrategy", 3, True, "full", False),
+}
+
+
+def test_strategy_table_lists_every_option():
+    assert set(STRATEGIES) == set(_options("strategy"))
+
+
+@pytest.mark.parametrize("option", sorted(STRATEGIES))
+def test_strategy_configs_without_deepspeed(compose, monkeypatch, option):
+    """Every conf/strategy option composes and builds (build_strategy, as train.py) into what train.py and the module
+    expect, on a CPU, with no deepspeed package: the DeepSpeed ones against a stub (_deepspeed_stub), so the YAML's
+    keys are checked against the real constructor and the ZeRO settings read back from its config."""
+    import sys
+
+    from ex4d.runners.train import resolve_compile_blocks
+    from ex4d.training.checkpointing import resolve_checkpoint_policy
+    from ex4d.training.module import _optimizer_offloaded
+
+    had_deepspeed = "deepspeed" in sys.modules
+    # only where needed, after our imports: a stub without a real spec confuses packages that probe for deepspeed
+    stub = _deepspeed_stub(monkeypatch) if option.startswith("deepspeed") else None
+    cls, stage, offloaded, policy, compiled = STRATEGIES[option]
+    cfg = compose("train", [f"strategy={option}"])
+    strategy = build_strategy(cfg.strategy)
+    assert (strategy if cls == "auto" else type(strategy).__name__) == cls
+    assert resolve_checkpoint_policy("auto", None if cls == "auto" else strategy) == policy
+    assert resolve_compile_blocks(cfg) is compiled
+    assert _optimizer_offloaded(strategy) is offloaded
+    if stage is not None:
+        assert strategy.config["zero_optimization"]["stage"] == stage and strategy.zero_stage_3 == (stage == 3)
+        assert strategy.exclude_frozen_parameters  # checkpoints without the frozen backbone
+    assert had_deepspeed or sys.modules.get("deepspeed", stub) is stub  # nothing imported the real package
+
+
+def test_memory_mode_is_an_inference_setting_refused_by_train(compose, tmp_path):
+    """model.memory_mode places the model for infer.py / evaluate.py; the training module places it itself, so
+    conf/train.yaml leaves it null and a value is refused (it used to be ignored silently)."""
+    from ex4d.runners.train import run_train
+    from ex4d.utils.errors import InputError
+
+    for model in _options("model"):
+        assert compose("train", [f"model={model}"]).model.memory_mode is None
+        assert compose("infer", [f"model={model}"]).model.memory_mode in ("auto", "gpu", "offload", "low_vram")
+    cfg = compose("train", ["model=wan_tiny", "data=synthetic", "model.memory_mode=low_vram", f"output_dir={tmp_path}"])
+    with pytest.raises(InputError, match="model.memory_mode=low_vram: an inference setting"):
+        run_train(cfg)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_experiments_are_training_only(compose):
+    """conf/experiment holds training recipes (`override /data: monocular`, ...): only train.py offers the group."""
+    from hydra.errors import ConfigCompositionException
+
+    for entry in ("infer", "evaluate", "prepare_data", "mask_preview"):
+        with pytest.raises(ConfigCompositionException, match="experiment"):
+            compose(entry, ["experiment=ex4d_paper"])
+    for experiment in _options("experiment"):
+        assert "python train.py" in (CONF / "experiment" / f"{experiment}.yaml").read_text()
+
+
 @pytest.mark.parametrize("option", _options("logger"))
 def test_logger_constructs(compose, tmp_path, option):
     if option == "wandb" and importlib.util.find_spec("wandb") is None:

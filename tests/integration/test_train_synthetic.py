@@ -80,7 +80,7 @@ def test_train_py_runs_real_steps_on_random_weights_and_synthetic_clips(compose,
         "model=wan_i2v_14b_random", "model.dtype=float32", "model.device=cpu",
         "data=synthetic", "data.num_clips=4", "data.num_frames=5", "data.height=32", "data.width=32",
         "data.num_workers=0", "+data.shards.image_tokens=5", "+data.shards.image_dim=16",
-        "module.encoder_hidden_channels=16", "module.num_val_samples=0",
+        "model.encoder_hidden_channels=16", "module.num_val_samples=0",
         "trainer=cpu", "logger=csv", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
         f"output_dir={out}",
     ])

@@ -11,8 +11,15 @@ from ex4d.utils.errors import InputError
 @pytest.mark.parametrize("option", ["monocular", "tiny", "synthetic"])
 def test_training_data_options_are_refused_for_inference(compose, option):
     cfg = compose("infer", [f"data={option}"])
-    with pytest.raises(InputError, match=r"training data option.*infer.*data=video"):
+    with pytest.raises(InputError, match=r"training data option.*inference inputs are the clip group \(clip=video"):
         clip_options(cfg.data)
+
+
+@pytest.mark.parametrize("option", ["video", "tiny"])
+def test_every_clip_option_passes(compose, option):
+    """conf/clip (the inference inputs) sits at data.*: each option is the inference schema."""
+    cfg = compose("infer", [f"clip={option}"])
+    assert clip_options(cfg.data)["num_frames"] == {"video": 49, "tiny": 5}[option]
 
 
 def test_the_inference_data_option_passes(compose):

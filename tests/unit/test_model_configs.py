@@ -64,6 +64,23 @@ def test_bad_lora_value_fails_at_instantiation():
         _load("lora", "r16", rank=0)
 
 
+def test_the_geometry_encoder_width_is_the_model_options():
+    """model.encoder_hidden_channels: null = the model's width (the released adapter's for the 14B options, a narrow
+    one for the tiny model); the loader hands it to the components every adapter is built on."""
+    from ex4d.model.adapter import ENCODER_HIDDEN_CHANNELS
+    from ex4d.model.wan import TINY_ENCODER_HIDDEN_CHANNELS
+
+    assert _load("model", "wan_i2v_14b_480p").encoder_hidden_channels == ENCODER_HIDDEN_CHANNELS
+    assert _load("model", "wan_i2v_14b_random").encoder_hidden_channels == ENCODER_HIDDEN_CHANNELS
+    tiny = _load("model", "wan_tiny")
+    assert tiny.encoder_hidden_channels == TINY_ENCODER_HIDDEN_CHANNELS < ENCODER_HIDDEN_CHANNELS
+    assert tiny.load().encoder_hidden_channels == TINY_ENCODER_HIDDEN_CHANNELS
+    wide = _load("model", "wan_tiny", encoder_hidden_channels=8)
+    assert wide.load().encoder_hidden_channels == 8
+    with pytest.raises((InputError, InstantiationException), match="model.encoder_hidden_channels"):
+        _load("model", "wan_tiny", encoder_hidden_channels=0)
+
+
 def test_bad_memory_mode_fails_at_instantiation():
     with pytest.raises((InputError, InstantiationException), match="memory_mode"):
         _load("model", "wan_i2v_14b_480p", memory_mode="cpu")
