@@ -259,7 +259,7 @@ class AppSession:
         from ex4d.cameras.plot import plot_camera_path
         from ex4d.data.inputs import clip_options, load_input_clip
         from ex4d.io.video import VideoClip
-        from ex4d.runners.infer import build_recon
+        from ex4d.runners.stages import build_recon
         from ex4d.runners.validate import check_infer_config
         from ex4d.utils.visualize import contact_sheet_image
 

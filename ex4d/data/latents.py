@@ -1,7 +1,7 @@
 """Cached model inputs in the training shards: VAE latents and CLIP tokens, computed once per clip.
 
 ``tools/cache_latents.py`` runs the frozen Wan VAE and CLIP image encoder over every prepared shard and
-adds the model inputs of :func:`ex4d.training.module.encode_clip` (``LATENT_KEYS``: ``latent_video``,
+adds the model inputs of :func:`ex4d.pipelines.conditioning.encode_clip` (``LATENT_KEYS``: ``latent_video``,
 ``i2v_condition``, ``clip_tokens``, ``latent_cond``, ``latent_mask``, without the batch dimension) to the
 same safetensors file. ``ShardDataset`` passes extra tensors through and the training module uses cached
 inputs as they are, so a training step is then the DiT step alone: 4 VAE encodes and a CLIP forward
@@ -24,9 +24,11 @@ it falls back to reading the headers when that file is missing or the index chan
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ex4d.data.shards import (
     CORE_KEYS,
@@ -56,21 +58,20 @@ def latent_settings(backbone: str, mask_encoding: str, first_frame_rounding: str
 
 
 @torch.no_grad()
-def cache_latents(shards_dir: str | Path, generator, settings: dict, *, overwrite: bool = False,
-                  limit: int | None = None, progress: bool = True) -> dict:
+def cache_latents(shards_dir: str | Path, encode: Callable[[Tensor, Tensor], dict[str, Tensor]], settings: dict, *,
+                  overwrite: bool = False, limit: int | None = None, progress: bool = True) -> dict:
     """Add the cached model inputs to every shard of ``shards_dir`` (all splits).
 
     Args:
-        generator: an :class:`~ex4d.pipelines.generate.EX4DGenerator` over the training backbone (its VAE and
-            CLIP encoder run; its DiT is never called).
+        encode: (frames (T, H, W, 3) uint8, eroded mask (T, H, W) bool) -> dict of (1, ...) model-input tensors,
+            e.g. :func:`ex4d.pipelines.conditioning.encode_clip` bound to a generator over the training backbone
+            and this run's ``settings`` (the runner binds it: the data layer runs no model of its own).
         settings: :func:`latent_settings` of this run; clips cached with other settings are an error unless
             ``overwrite``.
     Returns:
         summary: ``written``, ``existing`` (already cached with these settings), ``clips``.
     """
     from tqdm.auto import tqdm
-
-    from ex4d.training.module import encode_clip
 
     root = Path(shards_dir)
     records = read_index(root)
@@ -95,8 +96,7 @@ def cache_latents(shards_dir: str | Path, generator, settings: dict, *, overwrit
         if erosion["enabled"]:
             g = torch.Generator().manual_seed(sample_seed(erosion["seed"], "cached", rec["clip_id"]))
             mask = erode_masks(mask, g, erosion["k_min"], erosion["k_max"])
-        inputs = encode_clip(generator, tensors["frames"], mask, settings["mask_encoding"],
-                             settings["first_frame_rounding"], settings["clip_preprocess"])
+        inputs = encode(tensors["frames"], mask)
         extra = {k: v for k, v in tensors.items() if k not in CORE_KEYS}
         extra.update({k: v[0].cpu() for k, v in inputs.items()})
         write_shard(path, tensors["frames"], tensors["mask"], tensors["depth"], tensors["K"],

@@ -4,7 +4,7 @@ Videos go to ``<root>/gen-<fingerprint>/<id>/output.mp4``, where the fingerprint
 changes the pixels (the caller's ``settings`` dict, plus the adapter checkpoint's size and mtime: a
 retrained adapter at the same path is a new setting), so a rerun skips finished videos and a changed
 setting starts a fresh folder. The generation itself is a callable (the inference pipeline's set runner,
-:func:`ex4d.runners.infer.run_many`, in ``evaluate.py``), so this module needs no config.
+:func:`ex4d.runners.stages.run_many`, in ``evaluate.py``), so this module needs no config.
 """
 
 from __future__ import annotations

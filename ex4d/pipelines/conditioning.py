@@ -1,7 +1,8 @@
 """Pure functions that turn the DW-Mesh outputs into the generator's conditioning tensors.
 
 Everything here is CPU-cheap and deterministic; the generator calls these before any model runs, so a bad
-input fails before the first weight is touched (no partial output).
+input fails before the first weight is touched (no partial output). :func:`encode_clip` composes them with a
+generator's encoders into the model inputs of a training clip (training and the latent cache share it).
 """
 
 from __future__ import annotations
@@ -124,6 +125,43 @@ def geometry_inputs(colour: Tensor, mask: Tensor, dtype: torch.dtype, mask_encod
     elif mask_encoding != "fixed":
         raise InputError(f"mask_encoding: expected 'reference' or 'fixed', got {mask_encoding!r}")
     return x_c.contiguous(), m.contiguous()
+
+
+# Per-clip model inputs of a training step; a batch holding all of them (cached latents) skips the VAE and CLIP.
+LATENT_KEYS = ("latent_video", "i2v_condition", "clip_tokens", "latent_cond", "latent_mask")
+
+
+def encode_clip(gen, frames: Tensor, mask: Tensor, mask_encoding: str = "reference",
+                first_frame_rounding: str = "reference", clip_preprocess: str = "reference") -> dict[str, Tensor]:
+    """Model inputs of one training clip, built by the generator's inference functions.
+
+    Args:
+        gen: an :class:`~ex4d.pipelines.generate.EX4DGenerator` over the training components (its device is
+            used; only its stage functions run, never the DiT).
+        frames: (T, H, W, 3) uint8 source clip, any device (T = 4k + 1, H and W multiples of 16).
+        mask: (T, H, W) bool, True = trusted, already eroded (the dataset erodes, as inference does before
+            encoding).
+
+    Returns:
+        dict of (1, ...) tensors on ``gen.device``: ``latent_video`` (1, 16, F, h, w) fp32 target z_0;
+        ``i2v_condition`` (1, 20, F, h, w) fp32 frame mask + first-frame latent; ``clip_tokens``
+        (1, n, image_dim) in the DiT dtype; ``latent_cond`` / ``latent_mask`` (1, 16, F, h, w) fp32
+        geometry-encoder inputs.
+    """
+    dev = gen.device
+    vae = gen.components.vae
+    frames, mask = frames.to(dev), mask.to(dev)
+    T = mask.shape[0]
+    image = first_frame_image(frames[0], first_frame_rounding)  # (1, 3, H, W) in [-1, 1]
+    clip_tokens = gen.encode_image(image, clip_preprocess)
+    # Geometry route: inference's masked render has black holes = the source times the mask.
+    x_c, x_m = geometry_inputs(frames, mask, vae.dtype, mask_encoding)
+    first_latent, z_c, z_m = gen.encode_conditions(image, x_c, x_m)
+    condition = gen.first_frame_condition(first_latent, T)  # 4-channel frame mask + first-frame latent
+    video = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0  # (1, 3, T, H, W) in [-1, 1]
+    z_0 = gen._vae_encode(video)
+    return {"latent_video": z_0, "i2v_condition": condition.float(), "clip_tokens": clip_tokens,
+            "latent_cond": z_c, "latent_mask": z_m}
 
 
 def clip_pixels(image: Tensor, size: int, mean, std) -> Tensor:

@@ -34,7 +34,7 @@ PIXEL_GROUPS = ("data", "camera", "mesh", "renderer", "model", "lora", "generate
 
 def generate_videos(cfg: DictConfig, dataset: DictConfig, videos: list, model) -> tuple[dict, dict]:
     """Every source through the inference pipeline (a set with its own ``depth`` uses it); ({id: mp4}, info)."""
-    from ex4d.runners.infer import missing_generator_files, run_many
+    from ex4d.runners.stages import missing_generator_files, run_many
 
     run_cfg = copy.deepcopy(cfg)
     with open_dict(run_cfg):

@@ -35,11 +35,10 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
 from ex4d.runners.common import StageClock, run_dir, run_record, save_resolved_config, write_json
-from ex4d.runners.prepare_data import prepare_if_missing
-from ex4d.runners.validate import check_train_config
-from ex4d.utils.checks import check_int
+from ex4d.runners.shards import prepare_if_missing, training_latent_settings
+from ex4d.runners.validate import check_shape, check_train_config
+from ex4d.training.strategy import strategy_info
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger("ex4d.train")
@@ -61,23 +60,11 @@ def find_run_dir(ckpt_path: Path) -> Path | None:
     return None
 
 
-def check_shape(data: DictConfig) -> None:
-    """Clip size constraints of the Wan VAE and DiT, checked before anything loads (also by prepare_data:
-    shards of any other shape could never be trained on)."""
-    T = check_int(data.num_frames, "data.num_frames", minimum=1)
-    H, W = check_int(data.height, "data.height", minimum=1), check_int(data.width, "data.width", minimum=1)
-    if T % VAE_TIME_FACTOR != 1:
-        lo = (T - 1) // VAE_TIME_FACTOR * VAE_TIME_FACTOR + 1
-        raise InputError(f"data.num_frames={T}: the Wan VAE needs 4k + 1 frames; use {lo} or {lo + 4}")
-    if H % SIZE_MULTIPLE or W % SIZE_MULTIPLE:
-        raise InputError(f"data.height={H}, data.width={W}: both must be multiples of {SIZE_MULTIPLE}")
-
-
 def check_optimizer(cfg: DictConfig) -> None:
     """A fused AdamW asked for where Lightning would refuse it at the first step, caught before anything loads."""
     from ex4d.training.optim import FUSED_CLIP_MESSAGE, fused_conflict
 
-    deepspeed = "DeepSpeed" in str(cfg.strategy.get("_target_", ""))
+    deepspeed = strategy_info(cfg.strategy).deepspeed
     if cfg.optimizer.get("fused") and fused_conflict(cfg.trainer.get("precision", "32-true"),
                                                      cfg.trainer.get("gradient_clip_val"), deepspeed):
         raise InputError(FUSED_CLIP_MESSAGE)
@@ -123,11 +110,10 @@ def resolve_compile_blocks(cfg: DictConfig) -> bool:
     failed on 2x H100, so ``true`` is refused there. The module only compiles on CUDA: on a CPU any value
     trains eagerly. Writes the decision back into ``cfg.module``."""
     value = cfg.module.get("compile_blocks", False)
-    is_deepspeed = "DeepSpeed" in str(cfg.strategy.get("_target_", ""))
-    stage = int(cfg.strategy.get("stage", 0) or 0)
-    zero3 = is_deepspeed and stage == 3
+    strategy = strategy_info(cfg.strategy)
+    zero3 = strategy.deepspeed and strategy.zero_stage == 3
     if value == "auto":
-        value = is_deepspeed and stage <= 2
+        value = strategy.deepspeed and strategy.zero_stage <= 2
     elif not isinstance(value, bool):
         raise InputError(f"module.compile_blocks: expected auto, true or false, got {value!r}")
     elif value and zero3:
@@ -143,7 +129,6 @@ def check_shard_inputs(cfg: DictConfig) -> bool:
     and conditioning settings; returns whether training uses them."""
     from ex4d.data.latents import check_cached_latents
     from ex4d.data.shards import INDEX_NAME
-    from ex4d.runners.cache_latents import training_latent_settings
 
     shards = cfg.data.get("shards_dir")
     if not shards or not (Path(shards) / INDEX_NAME).is_file():

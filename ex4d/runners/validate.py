@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ex4d.data.inputs import GENERATION_MULTIPLE, clip_options
-from ex4d.pipelines.conditioning import VAE_TIME_FACTOR
+from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR
 from ex4d.pipelines.recon import check_recon_options
 from ex4d.utils.checks import check_bool, check_int, check_number
 from ex4d.utils.device import resolve_device
@@ -35,6 +35,18 @@ def instantiate_checked(node):
         if isinstance(e.__cause__, InputError):
             raise e.__cause__ from None
         raise
+
+
+def check_shape(data: DictConfig) -> None:
+    """Clip size constraints of the Wan VAE and DiT, checked before anything loads (by train and prepare_data:
+    shards of any other shape could never be trained on)."""
+    T = check_int(data.num_frames, "data.num_frames", minimum=1)
+    H, W = check_int(data.height, "data.height", minimum=1), check_int(data.width, "data.width", minimum=1)
+    if T % VAE_TIME_FACTOR != 1:
+        lo = (T - 1) // VAE_TIME_FACTOR * VAE_TIME_FACTOR + 1
+        raise InputError(f"data.num_frames={T}: the Wan VAE needs 4k + 1 frames; use {lo} or {lo + 4}")
+    if H % SIZE_MULTIPLE or W % SIZE_MULTIPLE:
+        raise InputError(f"data.height={H}, data.width={W}: both must be multiples of {SIZE_MULTIPLE}")
 
 
 def check_generation_frames(n: int, key: str = "data.num_frames") -> None:

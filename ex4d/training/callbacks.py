@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ex4d.training.module import dit_tokens
+from ex4d.training.strategy import strategy_info
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -141,4 +142,4 @@ class TrainingMonitor(Callback):
 
 
 def _is_deepspeed(trainer) -> bool:
-    return type(trainer.strategy).__name__ == "DeepSpeedStrategy"
+    return strategy_info(trainer.strategy).deepspeed

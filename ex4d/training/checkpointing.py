@@ -25,11 +25,11 @@ from torch import nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from ex4d.pipelines.memory import SDPA_OPS as SDPA_KERNEL_OPS
+from ex4d.training.strategy import strategy_info
 from ex4d.utils.errors import InputError
 
 CHECKPOINT_POLICIES = ("full", "save_self_attention")
 AUTO = "auto"
-SHARDING_STRATEGIES = ("FSDPStrategy", "ModelParallelStrategy")  # Lightning classes, by name (+ ZeRO-3)
 
 # The fused kernels F.scaled_dot_product_attention dispatches to (the math fallback decomposes before
 # any dispatch mode sees it); which exist depends on torch.
@@ -63,12 +63,11 @@ def _checkpointed(forward, context_fn):
 def resolve_checkpoint_policy(policy: str, strategy=None) -> str:
     """``auto`` = ``save_self_attention`` (1.13x faster per training step than ``full`` at 512x512x49 on an
     H100, +5.2 GiB; docs/performance.md), except under the strategies that shard the block parameters,
-    DeepSpeed ZeRO-3 (``strategy.zero_stage_3``) and FSDP: there only ``full`` has run. diffusers'
+    DeepSpeed ZeRO-3 and FSDP (:func:`ex4d.training.strategy.strategy_info`): there only ``full`` has run. diffusers'
     checkpointing re-enters each block through its module hooks, where those strategies gather parameters;
     the selective wrapper recomputes inside the block."""
     if policy == AUTO:
-        sharded = getattr(strategy, "zero_stage_3", False) or type(strategy).__name__ in SHARDING_STRATEGIES
-        return "full" if sharded else "save_self_attention"
+        return "full" if strategy_info(strategy).shards_parameters else "save_self_attention"
     if policy not in CHECKPOINT_POLICIES:
         raise InputError(f"module.checkpoint_policy: expected {AUTO} or one of {CHECKPOINT_POLICIES}, got {policy!r}")
     return policy

@@ -40,18 +40,17 @@ from torch import Tensor
 from ex4d.data.shards import sample_seed
 from ex4d.model.adapter import EX4DTransformer, LoraSettings, build_ex4d_transformer
 from ex4d.model.wan import WanComponents, to_dtype
-from ex4d.pipelines.conditioning import SIZE_MULTIPLE, VAE_TIME_FACTOR, first_frame_image, geometry_inputs
+from ex4d.pipelines.conditioning import LATENT_KEYS, SIZE_MULTIPLE, VAE_TIME_FACTOR, encode_clip  # noqa: F401 (re-exported)
 from ex4d.pipelines.generate import EX4DGenerator, GenerateSettings
 from ex4d.training.checkpointing import enable_block_checkpointing, resolve_checkpoint_policy
 from ex4d.training.flow import FlowMatchingSchedule
 from ex4d.training.optim import OptimizerSettings, build_optimizer, lr_factor
+from ex4d.training.strategy import strategy_info
 from ex4d.utils.checks import check_bool, check_int, check_number
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
 
-# Per-clip model inputs; a batch holding all of them (cached latents) skips the VAE and CLIP.
-LATENT_KEYS = ("latent_video", "i2v_condition", "clip_tokens", "latent_cond", "latent_mask")
 _CHOICES = {
     "mask_encoding": ("reference", "fixed"),
     "first_frame_rounding": ("reference", "exact"),
@@ -60,38 +59,6 @@ _CHOICES = {
 
 
 @torch.no_grad()
-def encode_clip(gen: EX4DGenerator, frames: Tensor, mask: Tensor, mask_encoding: str = "reference",
-                first_frame_rounding: str = "reference", clip_preprocess: str = "reference") -> dict[str, Tensor]:
-    """Model inputs of one training clip, built by the generator's inference functions.
-
-    Args:
-        gen: an :class:`EX4DGenerator` over the training components (its device is used).
-        frames: (T, H, W, 3) uint8 source clip, any device (T = 4k + 1, H and W multiples of 16).
-        mask: (T, H, W) bool, True = trusted, already eroded (the dataset erodes, as inference does before
-            encoding).
-
-    Returns:
-        dict of (1, ...) tensors on ``gen.device``: ``latent_video`` (1, 16, F, h, w) fp32 target z_0;
-        ``i2v_condition`` (1, 20, F, h, w) fp32 frame mask + first-frame latent; ``clip_tokens``
-        (1, n, image_dim) in the DiT dtype; ``latent_cond`` / ``latent_mask`` (1, 16, F, h, w) fp32
-        geometry-encoder inputs.
-    """
-    dev = gen.device
-    vae = gen.components.vae
-    frames, mask = frames.to(dev), mask.to(dev)
-    T = mask.shape[0]
-    image = first_frame_image(frames[0], first_frame_rounding)  # (1, 3, H, W) in [-1, 1]
-    clip_tokens = gen.encode_image(image, clip_preprocess)
-    # Geometry route: inference's masked render has black holes = the source times the mask.
-    x_c, x_m = geometry_inputs(frames, mask, vae.dtype, mask_encoding)
-    first_latent, z_c, z_m = gen.encode_conditions(image, x_c, x_m)
-    condition = gen.first_frame_condition(first_latent, T)  # 4-channel frame mask + first-frame latent
-    video = frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0  # (1, 3, T, H, W) in [-1, 1]
-    z_0 = gen._vae_encode(video)
-    return {"latent_video": z_0, "i2v_condition": condition.float(), "clip_tokens": clip_tokens,
-            "latent_cond": z_c, "latent_mask": z_m}
-
-
 def dit_tokens(num_frames: int, height: int, width: int) -> int:
     """DiT tokens of one clip: ((T - 1)/4 + 1) x (H/16) x (W/16) (VAE 4x/8x, patch 1x2x2)."""
     return ((num_frames - 1) // VAE_TIME_FACTOR + 1) * (height // SIZE_MULTIPLE) * (width // SIZE_MULTIPLE)
@@ -442,7 +409,7 @@ class EX4DTrainingModule(L.LightningModule):
         clip = float(self.trainer.gradient_clip_val or 0)
         fused_allowed = not (isinstance(self.trainer.precision_plugin, MixedPrecision) and clip > 0)
         opt = build_optimizer(self.trainable_parameters(), self.optim, self.device.type,
-                              offload=_optimizer_offloaded(self.trainer.strategy), fused_allowed=fused_allowed)
+                              offload=strategy_info(self.trainer.strategy).offloads_optimizer, fused_allowed=fused_allowed)
         max_steps = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
         sched = LambdaLR(opt, lambda step: lr_factor(step, self.optim, max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
@@ -485,14 +452,6 @@ class EX4DTrainingModule(L.LightningModule):
             return save_adapter(path, self.model, self.lora, {**self.adapter_metadata(), **(metadata or {})})
 
 
-def _optimizer_offloaded(strategy) -> bool:
-    cfg = getattr(strategy, "config", None)
-    if not isinstance(cfg, dict):
-        return False
-    off = (cfg.get("zero_optimization") or {}).get("offload_optimizer") or {}
-    return isinstance(off, dict) and off.get("device", "none") not in (None, "none")
-
-
 @contextlib.contextmanager
 def full_adapter_values(module: EX4DTrainingModule):
     """Inside: every adapter parameter's ``.data`` is its full value, in fp32 where a DeepSpeed ZeRO optimizer keeps
@@ -519,7 +478,7 @@ def full_adapter_values(module: EX4DTrainingModule):
             yield
         return
     strategy = module.trainer.strategy if module._trainer is not None else None
-    if type(strategy).__name__ == "FSDPStrategy":
+    if strategy_info(strategy).fsdp:
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
         with FSDP.summon_full_params(strategy.model, writeback=False):

@@ -183,8 +183,7 @@ TRAIN_BAD_VALUES = [
 
 @pytest.mark.parametrize("overrides,key", TRAIN_BAD_VALUES, ids=[" ".join(o) for o, _ in TRAIN_BAD_VALUES])
 def test_bad_train_values_name_the_key(compose, tmp_path, overrides, key):
-    from ex4d.runners.train import check_shape
-    from ex4d.runners.validate import check_train_config
+    from ex4d.runners.validate import check_shape, check_train_config
 
     cfg = compose("train", ["model=wan_tiny", "data=tiny", f"data.shards_dir={tmp_path}", f"output_dir={tmp_path}",
                             *overrides])

@@ -18,7 +18,7 @@ from ex4d.masking.erosion import erode_masks
 from ex4d.runners.cache_latents import run_cache_latents
 from ex4d.runners.train import run_train
 from ex4d.training.data import collate_training
-from ex4d.training.module import LATENT_KEYS, encode_clip
+from ex4d.pipelines.conditioning import LATENT_KEYS, encode_clip
 from ex4d.utils.errors import InputError
 
 CPU_RUN = ["trainer=cpu", "logger=csv", "trainer.limit_val_batches=0", "module.num_val_samples=0",

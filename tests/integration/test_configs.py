@@ -183,7 +183,7 @@ def test_renderer_composite_is_checked_and_left_out_of_the_shard_fingerprint(com
     the mesh mode does. A bad value names the key."""
     from hydra.errors import InstantiationException
 
-    from ex4d.runners.prepare_data import shard_settings
+    from ex4d.runners.shards import shard_settings
     from ex4d.utils.errors import InputError
 
     by_mask = shard_settings(compose("prepare_data", ["renderer=cpu", "renderer.composite=mask"]))
@@ -203,7 +203,7 @@ def test_the_pivot_offset_has_one_home(compose):
     import re
 
     from ex4d.cameras import DEFAULT_PIVOT_OFFSET
-    from ex4d.runners.prepare_data import shard_settings
+    from ex4d.runners.shards import shard_settings
 
     spelled = [str(p.relative_to(CONF)) for p in CONF.rglob("*.yaml")
                if re.search(r"^\s*pivot_offset:\s*[-0-9.]", p.read_text(), flags=re.M)]

@@ -105,14 +105,16 @@ def test_no_grad_forward_is_unchanged_and_policy_is_checked():
 
 
 def test_auto_policy_keeps_full_checkpointing_where_parameters_are_sharded():
-    from types import SimpleNamespace
-
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
+    class DeepSpeedStrategy:  # stands in for Lightning's (DeepSpeed is not installed here): its engine config
+        def __init__(self, stage):
+            self.config = {"zero_optimization": {"stage": stage}}
+
     assert resolve_checkpoint_policy("auto") == "save_self_attention"  # no trainer attached
-    assert resolve_checkpoint_policy("auto", SimpleNamespace(zero_stage_3=False)) == "save_self_attention"
-    assert resolve_checkpoint_policy("auto", SimpleNamespace(zero_stage_3=True)) == "full"
-    assert resolve_checkpoint_policy("save_self_attention", SimpleNamespace(zero_stage_3=True)) == "save_self_attention"
+    assert resolve_checkpoint_policy("auto", DeepSpeedStrategy(2)) == "save_self_attention"
+    assert resolve_checkpoint_policy("auto", DeepSpeedStrategy(3)) == "full"
+    assert resolve_checkpoint_policy("save_self_attention", DeepSpeedStrategy(3)) == "save_self_attention"
     assert resolve_checkpoint_policy("auto", FSDPStrategy()) == "full"
     assert resolve_checkpoint_policy("auto", DDPStrategy()) == "save_self_attention"
     with pytest.raises(InputError, match="module.checkpoint_policy"):

@@ -198,7 +198,7 @@ def test_predict_loop_over_two_videos(video):
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from ex4d.pipelines.generate_lightning import GeneratePredictModule
+    from ex4d.lightning.predict import GeneratePredictModule
 
     colour, mask = video
     items = [{"id": "a", "colour": colour, "mask": mask}, {"id": "b", "colour": colour, "mask": mask, "seed": 3}]

@@ -129,7 +129,7 @@ def test_bad_module_settings():
 def test_training_conditions_exactly_as_inference(module):
     """The DiT and the geometry encoder see the same conditioning in a training step as in generation
     (captured by hooks during a 1-step generation of the same clip, erosion off on both sides)."""
-    from ex4d.training.module import encode_clip
+    from ex4d.pipelines.conditioning import encode_clip
 
     b = _batch(3, B=1)
     frames, mask = b["frames"][0], b["mask"][0]
