@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (each installs what it needs first):
 #   make demo   # DW-Mesh stage on the built-in example -> outputs/infer/<date_time>/
-#   make test   # the CPU test suite (no GPU, no weights; installs Debian's chromium for the app's browser test)
+#   make test   # the CPU test suite's default tier (no GPU, no weights, no slow tests)
+#   make test-slow  # the slow tier (installs Debian's chromium for the app's browser test); make test-all = both
 #   make app    # the interactive app on http://127.0.0.1:7860
 PYTHON ?= python3
 VENV ?= .venv
@@ -35,8 +36,15 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "make: could not install chromium (apt-get install chromium, as root); the browser test will fail"
 
-test: $(STAMP) chromium
-	EX4D_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+# The default tier: everything but gpu / weights / slow (about 7 min on a fresh clone, install included).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The slow tier (subprocess CLIs, multirun, torchrun, the browser test, real metric networks): .ci/run runs it too.
+test-slow: $(STAMP) chromium
+	EX4D_CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -m "slow and not gpu and not weights" $(PYTEST_ARGS)
+
+test-all: test test-slow
 
 # On a CUDA machine with nvdiffrast installed: the GPU-marked tests only.
 test-gpu: $(STAMP)

@@ -2,7 +2,7 @@
 the orbit angle, see the preview change, run the DW-Mesh stage, find infer.py's run folder; generation without
 weights shows the one-line message.
 
-Needs chromium at ``/usr/bin/chromium`` (``make test`` installs it when missing; ``EX4D_CHROMIUM`` names another):
+Needs chromium at ``/usr/bin/chromium`` (``make test-slow`` installs it when missing; ``EX4D_CHROMIUM`` names another):
 without it the test fails saying so, it does not skip. Deselect it with ``-m "not browser"``.
 """
 
