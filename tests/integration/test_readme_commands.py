@@ -51,7 +51,6 @@ README = ROOT / "README.md"
 NEEDS = re.compile(r"\[needs: ([^\]]+)\]")
 STAND_INS = {"depth weights": ["depth=planes"]}           # need -> overrides that replace it
 NOT_RUN = {"make test": "this test suite", "pytest": "this test suite",   # and any `pip install ...`
-           "make test-slow": "this test suite's slow tier", "make test-all": "this test suite, both tiers",
            "pytest -m slow": "this test suite's slow tier",
            # a server that runs until stopped: test_app_browser.py starts it and drives it in chromium
            "python app.py": "the app's browser test",
