@@ -99,7 +99,7 @@ class RequestedPath:
         cams = Path(run_dir) / "cameras.json" if run_dir is not None else None
         if cams is not None and cams.is_file():
             cs = load_cameras_json(cams)
-            K = cs.K.numpy().copy()  # (3, 3), or (T, 3, 3) for a zoom (camera-following then says it needs one K)
+            K = cs.K.numpy().copy()  # (3, 3), or (T, 3, 3) for a zoom (camera-following takes either)
             K[..., 0, :] *= W / cs.width
             K[..., 1, :] *= H / cs.height
             return K, cs.w2c.numpy()

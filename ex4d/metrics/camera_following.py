@@ -155,6 +155,12 @@ def relative_rotation_from_matches(
     return PairPose(np.asarray(R, dtype=np.float64), "essential", m, int(n_good), t / np.linalg.norm(t))
 
 
+def _reproject(pts: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Pixels (M, 2) through the 3x3 map ``H`` (homogeneous), as float32 for OpenCV."""
+    h = np.concatenate([pts.astype(np.float64), np.ones((len(pts), 1))], axis=1) @ H.T
+    return (h[:, :2] / h[:, 2:3]).astype(np.float32)
+
+
 def estimate_rotations(
     video: Tensor | np.ndarray,
     K: Tensor | np.ndarray,
@@ -166,7 +172,9 @@ def estimate_rotations(
 
     Args:
         video: (T, H, W, 3) uint8 RGB.
-        K: (3, 3) intrinsics of the video (pixels).
+        K: (3, 3) intrinsics of the video (pixels), or (T, 3, 3) per frame (a zoom or focal change: each pair's
+            first-view points are moved to the second view's intrinsics, ``K_b K_a^-1 p``, the image of the
+            same rays through the second camera's lens, so the pair is solved with one K).
         mode: ``"chain"`` or ``"first"`` (see module docstring).
 
     Returns:
@@ -177,11 +185,15 @@ def estimate_rotations(
         raise InputError(f"camera_following.mode must be 'chain' or 'first', got {mode!r}")
     v = as_video(video, "generated video").numpy()
     K = np.asarray(K.cpu().numpy() if isinstance(K, Tensor) else K, dtype=np.float64)
-    if K.shape != (3, 3):
-        raise InputError(f"camera_following: K must be (3, 3), got {K.shape}")
+    T = v.shape[0]
+    if K.shape == (3, 3):
+        K = np.broadcast_to(K, (T, 3, 3))
+    if K.shape != (T, 3, 3):
+        raise InputError(f"camera_following: K must be (3, 3) or one per frame ({T}, 3, 3), got {K.shape}")
+    if not (np.isfinite(K).all() and (np.abs(np.linalg.det(K)) > 0).all()):
+        raise InputError("camera_following: K must be finite and invertible for every frame")
     matcher = FeatureMatcher(detector)
     feats = [matcher.detect(f) for f in v]
-    T = v.shape[0]
     Rs = np.full((T, 3, 3), np.nan)
     Rs[0] = np.eye(3)
     pairs = [PairPose(np.eye(3), "identity", 0, 0)]
@@ -189,7 +201,9 @@ def estimate_rotations(
     for i in range(1, T):
         a = ref if mode == "chain" else 0
         pa, pb = matcher.match(feats[a], feats[i])
-        pose = relative_rotation_from_matches(pa, pb, K, min_matches)
+        if len(pa) and not np.array_equal(K[a], K[i]):
+            pa = _reproject(pa, K[i] @ np.linalg.inv(K[a]))
+        pose = relative_rotation_from_matches(pa, pb, K[i], min_matches)
         pose.ref = a
         pairs.append(pose)
         if pose.R is not None:
@@ -283,7 +297,7 @@ def camera_following(
 
     Args:
         video: (T, H, W, 3) uint8 generated video.
-        K: (3, 3) intrinsics at the video's resolution.
+        K: (3, 3) intrinsics at the video's resolution, or (T, 3, 3) per frame (zoom / focal paths).
         w2c_requested: (T, 4, 4) requested world-to-camera path (one pose per frame).
     """
     R_req = relative_rotations_from_w2c(w2c_requested)

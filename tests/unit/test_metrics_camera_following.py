@@ -162,3 +162,23 @@ def _parallax_matches():
         return p[:, :2] / p[:, 2:]
 
     return proj(X), proj(X @ R.T + t)
+
+
+def test_per_frame_intrinsics_follow_a_zooming_rotating_camera():
+    """A camera that yaws 0..24 degrees while its focal length grows 250 -> 325 px (frame_i = K_i R_i K_0^-1
+    applied to frame 0): with the per-frame K the rotation is recovered; the first frame's K alone cannot tell
+    the zoom from the motion."""
+    img = cv2.resize(skimage.data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    yaws = np.arange(0.0, 25.0, 4.0)
+    Ks = np.stack([np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]]) for f in 250.0 * (1 + 0.05 * np.arange(7))])
+    Rs = [rot_y(y) for y in yaws]
+    frames = np.stack([cv2.warpPerspective(img, K @ R @ np.linalg.inv(Ks[0]), (w, h)) for K, R in zip(Ks, Rs)])
+    w2c = w2c_path(Rs)
+    r = camera_following(frames, Ks, w2c)
+    assert r.n_failed == 0 and np.nanmax(r.angle_error_deg) < 1.0
+    assert r.final_yaw_est_deg == pytest.approx(24.0, abs=1.0)
+    one_k = camera_following(frames, Ks[0], w2c)
+    assert one_k.n_failed > 0 or np.nanmax(one_k.angle_error_deg) > 2.0
+    with pytest.raises(InputError, match="one per frame"):
+        camera_following(frames, Ks[:3], w2c)
