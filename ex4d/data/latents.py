@@ -111,12 +111,12 @@ def cache_latents(shards_dir: str | Path, encode: Callable[[Tensor, Tensor], dic
 
 def _write_summary(root: Path, settings: dict, clips: int) -> None:
     import json
-    import os
 
-    tmp = root / f".{SUMMARY_NAME}.tmp"
-    tmp.write_text(json.dumps({"settings": settings, "clips": clips,
-                               "index_sha256": sha256_file(root / INDEX_NAME)}, indent=1))
-    os.replace(tmp, root / SUMMARY_NAME)
+    from ex4d.utils.files import atomic_path
+
+    with atomic_path(root / SUMMARY_NAME) as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "clips": clips,
+                                   "index_sha256": sha256_file(root / INDEX_NAME)}, indent=1))
 
 
 def _read_summary(root: Path) -> dict | None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from torch.utils.data import Dataset
 from ex4d.masking.erosion import erode_masks
 from ex4d.utils.checks import check_bool, check_int
 from ex4d.utils.errors import InputError
+from ex4d.utils.files import atomic_path
 
 INDEX_NAME = "index.jsonl"
 CLIPS_DIR = "clips"
@@ -67,9 +67,8 @@ def write_shard(path: str | Path, frames: torch.Tensor, mask: torch.Tensor, dept
         "K": K.detach().cpu().to(torch.float64).contiguous(),
         **{k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()},
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta, default=str)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta, default=str)})
     return path
 
 
@@ -106,9 +105,8 @@ def write_index(root: str | Path, records: list[dict]) -> Path:
     """Write ``index.jsonl`` atomically, sorted by clip id."""
     root = Path(root)
     path = root / INDEX_NAME
-    tmp = root / f".{INDEX_NAME}.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in sorted(records, key=lambda r: r["clip_id"])))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in sorted(records, key=lambda r: r["clip_id"])))
     return path
 
 

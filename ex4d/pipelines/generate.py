@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -96,6 +97,7 @@ from ex4d.pipelines.parallel import (
     enable_context_parallel,
 )
 from ex4d.utils.checks import check_bool, check_int, check_number
+from ex4d.utils.files import atomic_path
 from ex4d.utils.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -299,8 +301,6 @@ class EX4DGenerator:
         parallel: ParallelSettings | None = None,
         shared_dit: bool = False,
     ) -> None:
-        import dataclasses
-
         from diffusers import WanImageToVideoPipeline
 
         if model.transformer is not components.transformer:
@@ -596,20 +596,15 @@ class EX4DGenerator:
         artifacts = torch.compiler.save_cache_artifacts()
         self._compile_files[path] = True
         if artifacts is not None:
-            import os
-
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(artifacts[0])
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(artifacts[0])
             log.info("torch.compile cache artefacts written to %s", path)
 
     def _resolve(self, settings: GenerateSettings | None) -> GenerateSettings:
         """A per-call settings object with the generator's resolved levers where it leaves them to the policy."""
         if settings is None:
             return self.settings
-        import dataclasses
-
         fill = {k: getattr(self.settings, k) for k in EXACT_LEVERS if getattr(settings, k) is None}
         if settings.compile_cache == COMPILE_CACHE_AUTO:
             fill["compile_cache"] = self.settings.compile_cache

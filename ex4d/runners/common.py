@@ -26,6 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ex4d.utils.errors import InputError, error_reason, one_line
+from ex4d.utils.files import atomic_path
 
 log = logging.getLogger("ex4d")
 
@@ -54,9 +55,8 @@ def save_resolved_config(cfg: DictConfig, path: Path) -> Path:
 
 def write_json(path: Path, obj) -> Path:
     """Write ``obj`` as JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
     return path
 
 

@@ -253,16 +253,15 @@ class EX4DTrainingModule(L.LightningModule):
                             memory_mode="offload", shared_dit=True)
         out = {k: gen.encode_prompts(t, "", cfg=False)[0].detach().cpu() for k, t in texts.items()}
         if self.prompt_cache and self.global_rank == 0:  # one writer; atomic, as other ranks may read it later
-            import os
-
             from safetensors.torch import save_file
+
+            from ex4d.utils.files import atomic_path
 
             path = Path(self.prompt_cache)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({k: v.contiguous() for k, v in out.items()}, str(tmp),
-                      metadata={**texts, "_text_encoder": self._text_encoder_id()})
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file({k: v.contiguous() for k, v in out.items()}, str(tmp),
+                          metadata={**texts, "_text_encoder": self._text_encoder_id()})
         return out
 
     def _text_encoder_id(self) -> str:
