@@ -111,10 +111,10 @@ def plan_levers(settings, *, device: torch.device | str, tiny: bool, memory_mode
             lever, mode=settings.levers, device=device, tiny=tiny, memory_mode=memory_mode, parallel=parallel,
             shared_dit=shared_dit, merge_per_call=bool(settings.merge_lora_per_call),
         )
-    cache = settings.compile_cache
+    cache = settings.compile_cache if values["compile_blocks"] else None  # nothing compiled: nothing to keep
     if cache == COMPILE_CACHE_AUTO:
-        cache = str(default_cache_dir() / "compile") if values["compile_blocks"] else None
-    return LeverPlan(values, reasons, settings.levers, cache if values["compile_blocks"] else None)
+        cache = str(default_cache_dir() / "compile")
+    return LeverPlan(values, reasons, settings.levers, cache)
 
 
 def default_cache_dir() -> Path:
