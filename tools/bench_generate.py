@@ -905,6 +905,14 @@ def cli_table(rows: list[dict], device: str) -> str:
             gap = second["first_video_s"] / cold["warm_video_s"] - 1
             lines.append(f"\n{shape}: a second process's first video {second['first_video_s']:.1f} s vs a warm video "
                          f"{cold['warm_video_s']:.1f} s ({gap:+.0%}; goal within 10%).")
+    for shape in dict.fromkeys(r["shape"] for r in rows):  # offload modes vs the resident default, per forward
+        gpu = [by[(shape, n)] for n in ("second", "cold") if (shape, n) in by and len(by[(shape, n)]["videos"]) > 1]
+        for name, goal in (("offload", 1.1), ("low_vram", 1.3)):
+            r = by.get((shape, name))
+            if gpu and r and len(r["videos"]) > 1:
+                a, b = r["videos"][-1]["timings"]["denoise"], gpu[0]["videos"][-1]["timings"]["denoise"]
+                lines.append(f"\n{shape} `{name}`: warm denoise {a:.1f} s vs {b:.1f} s resident (`gpu`, same "
+                             f"50 DiT forwards): x{a / b:.2f} per forward (goal <= {goal}x); peak {r['peak_gib']:.1f} GiB.")
     for r in rows:
         if r.get("psnr_vs_exact_db"):
             psnr = ", ".join(f"{k} {v:.1f} dB" for k, v in r["psnr_vs_exact_db"].items())
@@ -975,9 +983,20 @@ def main() -> None:
     c.add_argument("--cli-dir", default=None, help="work folder (inputs, runs, the machine cache); default: a temp dir")
     c.add_argument("--doc", type=Path, default=None,
                    help="markdown file whose through-CLI table is replaced (e.g. docs/performance.md)")
+    c.add_argument("--cli-merge", type=Path, nargs="+", default=None,
+                   help="no run: rebuild the table from these --json files of earlier runs (in order)")
     args = p.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
 
+    if args.through_cli and args.cli_merge:  # runs split over several device calls: one table
+        parts = [json.loads(f.read_text()) for f in args.cli_merge]
+        rows = [r for part in parts for r in part["rows"]]
+        device = " / ".join(dict.fromkeys(part.get("device", "?") for part in parts))
+        table = cli_table(rows, device)
+        print(table)
+        if args.doc:
+            write_doc_table(args.doc, table)
+        return
     if args.through_cli:
         rows = run_through_cli(args)
         device = "CPU, tiny random model (numbers meaningless)" if args.tiny else (

@@ -599,15 +599,18 @@ class RandomWanLoader:
         from transformers import CLIPVisionConfig, CLIPVisionModel
 
         device = self.run_device()
+        text_encoder = tokenizer = None
+        if self.load_text_encoder:
+            # made on the run device (a fast init), then handed over in CPU memory as the real loader's are
+            # (placement is the generator's job: resident, streamed or moved per stage), so UMT5 and the DiT
+            # are never on the device together unless the memory mode puts them there
+            text_encoder = random_umt5_encoder(device, self.dtype, self.seed + 1, self.text_encoder_config).to("cpu")
+            tokenizer = build_tiny_tokenizer()
         transformer = random_wan_transformer(device, self.dtype, self.seed, self.transformer_config)
         with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(self.seed)
             vae = AutoencoderKLWan(**self.vae_config).to(self.dtype)
             image_encoder = CLIPVisionModel(CLIPVisionConfig(**self.image_encoder_config)).to(self.dtype)
-        text_encoder = tokenizer = None
-        if self.load_text_encoder:
-            text_encoder = random_umt5_encoder(device, self.dtype, self.seed + 1, self.text_encoder_config)
-            tokenizer = build_tiny_tokenizer()
         size = self.image_encoder_config["image_size"]
         proc = _clip_image_processor_cls()(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
         return WanComponents(transformer, vae, text_encoder, tokenizer, image_encoder, proc, is_tiny=False,

@@ -23,7 +23,8 @@ exact ones on where they were measured to help (:mod:`ex4d.pipelines.levers`: CU
 a lever set to true / false wins. Exact ones (outputs equal up to float reassociation): LoRA merge (``fuse_lora``
 once at build, or ``merge_lora_per_call`` with an exact restore after each call), the SDPA backend
 (``attention_backend``), regional ``torch.compile`` of the blocks (``compile_blocks``, ``compile_cache``),
-CFG as one batch-2 forward (``cfg_batch``), the three VAE encodes as one batch (``vae_batch``), text / CLIP /
+CFG as one batch-2 forward (``cfg_batch``), the three VAE encodes as one batch (``vae_batch``), UMT5 streamed
+block by block instead of resident (``stream_text_encoder``), text / CLIP /
 first-frame latents computed once per prompt or source frame (``cache_embeddings``), pinned-memory offload
 (``pin_memory``). Inexact, off by default: fp8 matmuls (``fp8_linears``), first-block cache
 (``first_block_cache``, diffusers' FBCache), CFG truncation in the last steps (``cfg_truncate_after``).
@@ -46,6 +47,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -89,6 +91,7 @@ from ex4d.pipelines.memory import (
     choose_memory_mode,
     efficient_attention,
     require_efficient_attention,
+    unstream_blocks,
 )
 from ex4d.pipelines.parallel import (
     ParallelSettings,
@@ -123,7 +126,7 @@ _CHOICES = {
 # object must agree with the generator's on these.
 BUILD_TIME_SETTINGS = (
     "fuse_lora", "compile_blocks", "compile_cache", "attention_backend", "pin_memory", "fp8_linears",
-    "first_block_cache",
+    "first_block_cache", "stream_text_encoder",
 )
 
 
@@ -147,8 +150,8 @@ class GenerateSettings:
         Speed levers (exact up to float reassociation unless marked; see docs/performance.md):
         levers: ``auto`` (each exact lever below that is None where it was measured to help: CUDA, full-size
             model; :mod:`ex4d.pipelines.levers`), ``exact`` (all exact levers that can run) or ``off`` (the
-            plain path, as the reference runs). ``fuse_lora``, ``compile_blocks``, ``cfg_batch`` and
-            ``vae_batch`` set to true / false override it; None follows it.
+            plain path, as the reference runs). ``fuse_lora``, ``compile_blocks``, ``cfg_batch``, ``vae_batch``
+            and ``stream_text_encoder`` set to true / false override it; None follows it.
         fuse_lora: merge the LoRA into the DiT weights once, when the generator is built (in place, no base
             copy: bf16 rounding of W + BA; one matmul per linear instead of three).
         merge_lora_per_call: merge the LoRA before each call's denoising loop and restore the exact base
@@ -167,6 +170,9 @@ class GenerateSettings:
         cfg_batch: run both CFG branches as one batch-2 DiT forward (also halves the weight traffic in
             low_vram).
         vae_batch: VAE-encode the masked colour video, the mask video and the first-frame video in one batch.
+        stream_text_encoder: ``gpu`` mode: keep UMT5 (11 GB) in pinned CPU memory and run it block by block, the
+            next block prefetched on a CUDA stream (:func:`~ex4d.pipelines.memory.stream_blocks`), instead of
+            resident: it runs once per prompt (``cache_embeddings``). Bit-exact.
         cache_embeddings: keep text embeddings (per prompt pair), CLIP tokens and the first-frame latent (per
             source frame) across calls: many camera paths of one source video encode them once.
         pin_memory: ``offload`` / ``low_vram``: keep offloaded models in pinned CPU memory (fast DMA moves).
@@ -199,6 +205,7 @@ class GenerateSettings:
     compile_cache: str | None = COMPILE_CACHE_AUTO
     cfg_batch: bool | None = None
     vae_batch: bool | None = None
+    stream_text_encoder: bool | None = None
     cache_embeddings: bool = True
     pin_memory: bool = True
     fp8_linears: str = "off"
@@ -312,13 +319,16 @@ class EX4DGenerator:
         )
         given = s = settings or GenerateSettings()
         self.memory_mode_reason = "set"
-        if memory_mode == "auto":
-            memory_mode, self.memory_mode_reason = choose_memory_mode(components.modules(), self.device)
+        has_text = components.text_encoder is not None
+        if memory_mode == "auto":  # a text encoder that will stream does not count as resident
+            streams = has_text and s.levers != "off" and s.stream_text_encoder is not False
+            memory_mode, self.memory_mode_reason = choose_memory_mode(
+                components.modules(), self.device, streamed=("text_encoder",) if streams else ())
             log.info("memory_mode=auto -> %s (%s)", memory_mode, self.memory_mode_reason)
         self.memory_mode = memory_mode
         plan = plan_levers(s, device=self.device, tiny=bool(getattr(components, "is_tiny", False)),
                            memory_mode=memory_mode, parallel=parallel is not None and parallel.enabled,
-                           shared_dit=shared_dit)
+                           shared_dit=shared_dit, text_encoder=has_text)
         self.levers: LeverPlan = plan
         self.settings = s = dataclasses.replace(s, **plan.values, compile_cache=plan.compile_cache)
         # diffusers' I2V pipeline object, used only for its stage helpers (encode_prompt, prepare_latents,
@@ -353,7 +363,8 @@ class EX4DGenerator:
 
             tr.enable_cache(FirstBlockCacheConfig(threshold=float(s.first_block_cache)))
         self.placement = ModelPlacement(
-            memory_mode, self.device, components.modules(), resident=[model.encoder], pin_memory=s.pin_memory
+            memory_mode, self.device, components.modules(), resident=[model.encoder], pin_memory=s.pin_memory,
+            streamed=("text_encoder",) if s.stream_text_encoder else (),
         )
         self.cp_degree = 1  # ranks each DiT forward is split over
         if parallel is not None and parallel.enabled:
@@ -371,7 +382,7 @@ class EX4DGenerator:
                 use_persistent_inductor_cache(default_cache_dir())
             # fullgraph where possible: a graph break inside a block would leave it half eager. diffusers'
             # cache and group-offloading hooks break graphs by design (.item() decisions, stream syncs).
-            fullgraph = not (self._fbc or self.placement.group_offloaded)
+            fullgraph = not (self._fbc or "transformer" in self.placement.group_offloaded)
             # One code object serves all 40 blocks; each batch size (CFG batch, truncated steps), resolution
             # and cache decision is one more guarded variant. dynamo's default limit (8) would silently fall
             # back to eager after that.
@@ -392,6 +403,9 @@ class EX4DGenerator:
         """Undo the build-time levers on the shared DiT (cache hooks, compiled blocks, fp8 and fused LoRA when
         built ``reversible``), so another generator can be built on the same components."""
         tr = self.components.transformer
+        if self.memory_mode == "gpu" and "text_encoder" in self.placement.group_offloaded:
+            unstream_blocks(self.components.text_encoder)
+            self.placement.group_offloaded.discard("text_encoder")
         if self._fbc:
             tr.disable_cache()
             self._fbc = False
@@ -569,7 +583,7 @@ class EX4DGenerator:
             return None
         key = {"latents": list(latent_shape), "cfg_batch": bool(s.cfg_batch), "cfg": s.cfg_steps() > 0,
                "cfg_truncated": s.cfg_steps() < s.num_steps, "fbc": self._fbc,
-               "group_offloaded": sorted(self.placement.group_offloaded), "dtype": str(self.dit_dtype)}
+               "group_offloaded": "transformer" in self.placement.group_offloaded, "dtype": str(self.dit_dtype)}
         return compile_cache_file(self.settings.compile_cache, model_config=dict(self.components.transformer.config),
                                   key=key)
 
@@ -588,6 +602,13 @@ class EX4DGenerator:
                 return
             self.levers.build_seconds["compile_cache_load"] = time.perf_counter() - t0
             log.info("torch.compile cache artefacts loaded from %s", path)
+            if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+                # every kernel of this variant comes from the cache: inductor's pool of compile worker
+                # processes (one per core, started at the first compile) would only compete for the CPU
+                # with the tracing
+                import torch._inductor.config as inductor_config
+
+                inductor_config.compile_threads = 1
 
     def _save_compile_cache(self, path: Path | None) -> None:
         """After a variant's first call: write what this process compiled (atomically), unless it was loaded."""

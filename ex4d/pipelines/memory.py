@@ -2,7 +2,10 @@
 
 Memory modes (model config key ``memory_mode``):
 
-* ``gpu``: every model on the device for the whole run (fastest; about 50 GB for the 14B model in bf16).
+* ``gpu``: every model on the device for the whole run (fastest; about 45 GB for the 14B model in bf16), except
+  the models named ``streamed`` (the ``stream_text_encoder`` lever: UMT5, 11 GB, which runs once per prompt):
+  those wait in pinned CPU memory and run with diffusers group offloading, one block on the device at a time,
+  the next one prefetched on a CUDA stream (about 34 GB resident at 14B).
 * ``offload``: models wait on the CPU; each stage moves its model to the device and back (like diffusers'
   ``enable_model_cpu_offload``). Peak is the DiT (33 GB bf16) plus activations.
 * ``low_vram``: ``offload`` plus diffusers group offloading of the DiT, one block at a time with a CUDA
@@ -55,11 +58,12 @@ def _tensor_bytes(models: dict[str, nn.Module], device: torch.device | None = No
 
 
 def choose_memory_mode(models: dict[str, nn.Module], device: torch.device | str,
-                       free_bytes: int | None = None) -> tuple[str, str]:
+                       free_bytes: int | None = None, streamed: tuple[str, ...] = ()) -> tuple[str, str]:
     """``memory_mode=auto``: ``gpu`` when every model fits the free device memory with room for the
     activations, else ``offload`` when the DiT alone does, else ``low_vram``. Returns (mode, why).
 
-    ``free_bytes`` defaults to the device's free memory plus what ``models`` already hold there."""
+    ``free_bytes`` defaults to the device's free memory plus what ``models`` already hold there; ``streamed``
+    models (block by block in ``gpu`` mode) do not count as resident."""
     device = torch.device(device)
     if device.type != "cuda":
         return "gpu", "not on CUDA: the models stay where they run"
@@ -67,12 +71,15 @@ def choose_memory_mode(models: dict[str, nn.Module], device: torch.device | str,
         free, _ = torch.cuda.mem_get_info(device)
         index = device.index if device.index is not None else torch.cuda.current_device()
         free_bytes = free + _tensor_bytes(models, torch.device("cuda", index))
-    total = _tensor_bytes(models)
+    resident = {k: m for k, m in models.items() if k not in streamed}
+    total = _tensor_bytes(resident)
     dit = _tensor_bytes({"transformer": models["transformer"]}) if "transformer" in models else total
     gib = 2**30
     have = f"{free_bytes / gib:.1f} GiB free"
+    what = "all models" + (f" but the streamed {', '.join(n for n in streamed if n in models)}"
+                           if any(n in models for n in streamed) else "")
     if free_bytes >= total + ACTIVATION_HEADROOM:
-        return "gpu", f"{have} >= all models {total / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
+        return "gpu", f"{have} >= {what} {total / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
     if free_bytes >= dit + ACTIVATION_HEADROOM:
         return "offload", f"{have} >= the DiT {dit / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
     return "low_vram", f"{have} < the DiT {dit / gib:.1f} GiB + {ACTIVATION_HEADROOM / gib:.0f} GiB"
@@ -189,6 +196,8 @@ class ModelPlacement:
             once here) and move them by re-pointing (see the module docstring). The frozen weights must not
             be changed in place while a stage holds them on the device (the generator restores a per-call LoRA
             merge before the stage ends); trainable parameters are copied back.
+        streamed: ``gpu`` mode: models run block by block (:func:`stream_blocks`) instead of resident; frozen
+            models only (the text encoder).
     """
 
     def __init__(
@@ -198,6 +207,7 @@ class ModelPlacement:
         models: dict[str, nn.Module],
         resident: list[nn.Module],
         pin_memory: bool = True,
+        streamed: tuple[str, ...] = (),
     ) -> None:
         if mode not in MEMORY_MODES:
             raise InputError(f"memory_mode: expected one of {MEMORY_MODES}, got {mode!r}")
@@ -211,8 +221,14 @@ class ModelPlacement:
         for m in resident:
             m.to(self.device)
         if mode == "gpu":
-            for m in models.values():
-                m.to(self.device)
+            for name, m in models.items():
+                if name in streamed:
+                    if self.device.type == "cuda":
+                        _pin_module(m)  # the block streams DMA from page-locked memory
+                    stream_blocks(m, self.device)
+                    self.group_offloaded.add(name)
+                else:
+                    m.to(self.device)
             return
         for name, m in models.items():
             if self.pinned:
@@ -261,6 +277,41 @@ class ModelPlacement:
                     self.models[n].to("cpu")
             if moved and self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def stream_blocks(model: nn.Module, device: torch.device) -> None:
+    """Run ``model`` block by block on ``device`` from CPU memory: diffusers group offloading of its (nested)
+    block list, one block per group, the next one prefetched on a CUDA stream while the current one runs.
+
+    Used for UMT5 (``transformers.UMT5EncoderModel``: the blocks are ``encoder.block``; the embedding and the
+    final norm come in as one group for the stack's forward). The outputs are the resident model's, bit for
+    bit: the same weights and kernels, only their home moves."""
+    from diffusers.hooks import apply_group_offloading
+
+    target = getattr(model, "encoder", model)  # the stack that owns the ModuleList of blocks
+    if not any(isinstance(c, (nn.ModuleList, nn.Sequential)) for c in target.children()):
+        raise ValueError(f"stream_blocks: {type(model).__name__} has no block list to stream")
+    model.to("cpu")  # a no-op for weights already in (pinned) CPU memory
+    use_stream = device.type == "cuda"
+    apply_group_offloading(target, onload_device=device, offload_device=torch.device("cpu"),
+                           offload_type="block_level", num_blocks_per_group=1, use_stream=use_stream,
+                           non_blocking=use_stream)
+
+
+def unstream_blocks(model: nn.Module) -> None:
+    """Undo :func:`stream_blocks`: remove the group-offloading hooks; the weights stay in CPU memory."""
+    from diffusers.hooks.group_offloading import (
+        _GROUP_OFFLOADING,
+        _LAYER_EXECUTION_TRACKER,
+        _LAZY_PREFETCH_GROUP_OFFLOADING,
+    )
+
+    for m in model.modules():
+        registry = getattr(m, "_diffusers_hook", None)
+        if registry is not None:
+            for name in (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
+                registry.remove_hook(name, recurse=False)
+    model.to("cpu")
 
 
 def _pin_module(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:

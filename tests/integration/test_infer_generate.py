@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ex4d.io.video import read_video, write_mask_video, write_video
+from ex4d.pipelines.levers import EXACT_LEVERS
 from ex4d.runners.infer import run_infer
 
 TINY = ["data.num_frames=5", "data.max_side=128", "data.multiple=16", "renderer=cpu", "model=wan_tiny",
@@ -23,8 +24,7 @@ def test_stage_all_writes_video_of_requested_frames_and_size(compose, tmp_path):
     # the levers policy is reported: the tiny model on the CPU keeps the plain path, and says so
     levers = summary["generate"]["levers"]
     assert levers["mode"] == "auto" and levers["memory_mode"]["mode"] == "gpu"
-    assert {k: levers[k]["on"] for k in ("fuse_lora", "compile_blocks", "cfg_batch", "vae_batch")} == dict.fromkeys(
-        ("fuse_lora", "compile_blocks", "cfg_batch", "vae_batch"), False)
+    assert {k: levers[k]["on"] for k in EXACT_LEVERS} == dict.fromkeys(EXACT_LEVERS, False)
     assert "CUDA" in levers["fuse_lora"]["why"]
 
 

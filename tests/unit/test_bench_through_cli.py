@@ -59,6 +59,25 @@ def test_doc_section_is_replaced_between_markers(bench, tmp_path):
     assert text.count(bench.CLI_BEGIN) == text.count(bench.CLI_END) == 1
 
 
+def test_offload_rows_get_their_per_forward_ratio_and_split_runs_merge_into_one_table(bench, tmp_path):
+    low = _row("low_vram", 70.0, 60.0, 52.0)
+    low["peak_gib"] = 9.5
+    parts = [{"device": "NVIDIA H200", "rows": [_row("ref", 62.0, 60.0, 55.0), _row("cold", 80.0, 45.0, 40.0)]},
+             {"device": "NVIDIA H200", "rows": [_row("offload", 50.0, 46.0, 42.0), low]}]
+    files = []
+    for i, part in enumerate(parts):
+        files.append(tmp_path / f"part{i}.json")
+        files[-1].write_text(json.dumps(part))
+    doc = tmp_path / "perf.md"
+    proc = subprocess.run([sys.executable, "tools/bench_generate.py", "--through-cli", "--cli-merge", *map(str, files),
+                           "--doc", str(doc)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = doc.read_text()
+    assert "**NVIDIA H200**" in text and text.count("| 512x512x49 |") == 4
+    assert "`offload`: warm denoise 42.0 s vs 40.0 s resident" in text and "x1.05 per forward (goal <= 1.1x)" in text
+    assert "`low_vram`: warm denoise 52.0 s vs 40.0 s" in text and "x1.30 per forward (goal <= 1.3x); peak 9.5 GiB" in text
+
+
 @pytest.mark.slow
 def test_one_tiny_run_through_infer_py(tmp_path):
     out = tmp_path / "rows.json"

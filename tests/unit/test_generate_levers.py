@@ -247,7 +247,8 @@ def test_inexact_levers_are_off_by_default():
     assert (s.fp8_linears, s.first_block_cache, s.cfg_truncate_after) == ("off", 0.0, 1.0)
     # the exact ones are left to the `levers` policy (tests/unit/test_levers_policy.py); no policy turns on an
     # inexact one: an `exact` plan on CUDA keeps them as they are
-    assert s.levers == "auto" and (s.fuse_lora, s.cfg_batch, s.vae_batch, s.compile_blocks) == (None,) * 4
+    assert s.levers == "auto" and (s.fuse_lora, s.cfg_batch, s.vae_batch, s.compile_blocks,
+                                   s.stream_text_encoder) == (None,) * 5
     assert not s.merge_lora_per_call
     for bad in ({"fp8_linears": "e5m2"}, {"first_block_cache": -0.1}, {"cfg_truncate_after": 1.5},
                 {"merge_lora_per_call": True, "fp8_linears": "rowwise"}):

@@ -27,8 +27,10 @@ def plan(device=CUDA, tiny=False, memory_mode="gpu", **kw):
 
 def test_auto_on_cuda_turns_on_the_measured_exact_levers_and_says_why():
     p = plan()
-    assert p.values == {"fuse_lora": True, "compile_blocks": True, "cfg_batch": False, "vae_batch": True}
+    assert p.values == {"fuse_lora": True, "compile_blocks": True, "cfg_batch": False, "vae_batch": False,
+                        "stream_text_encoder": True}
     assert "no faster" in p.reasons["cfg_batch"] and "in place" in p.reasons["fuse_lora"]
+    assert "peak memory" in p.reasons["vae_batch"] and "once per prompt" in p.reasons["stream_text_encoder"]
     assert p.compile_cache is not None  # compiled: artefacts persist
     report = p.report()
     assert report["mode"] == "auto" and report["compile_blocks"] == {"on": True, "why": p.reasons["compile_blocks"]}
@@ -38,7 +40,13 @@ def test_auto_follows_the_memory_mode():
     low = plan(memory_mode="low_vram")
     assert low.values["cfg_batch"] and not low.values["compile_blocks"]  # streamed DiT: batch 2 halves traffic
     off = plan(memory_mode="offload")
-    assert not off.values["cfg_batch"] and off.values["fuse_lora"]
+    assert not off.values["cfg_batch"] and off.values["fuse_lora"] and off.values["compile_blocks"]
+    # offload modes move the text encoder per stage already: nothing to stream, even when asked
+    assert not off.values["stream_text_encoder"] and not low.values["stream_text_encoder"]
+    asked = plan(memory_mode="offload", stream_text_encoder=True)
+    assert not asked.values["stream_text_encoder"] and "moves the text encoder" in asked.reasons["stream_text_encoder"]
+    bare = plan_levers(GenerateSettings(), device=CUDA, tiny=False, memory_mode="gpu", text_encoder=False)
+    assert not bare.values["stream_text_encoder"] and bare.values["compile_blocks"]
 
 
 @pytest.mark.parametrize("device,tiny", [(torch.device("cpu"), False), (CUDA, True)])
@@ -63,7 +71,7 @@ def test_off_exact_and_per_lever_overrides():
 
 def test_a_dit_shared_with_training_is_never_merged_or_compiled():
     p = plan_levers(GenerateSettings(), device=CUDA, tiny=False, memory_mode="gpu", shared_dit=True)
-    assert not p.values["fuse_lora"] and not p.values["compile_blocks"] and p.values["vae_batch"]
+    assert not p.values["fuse_lora"] and not p.values["compile_blocks"] and p.values["stream_text_encoder"]
     assert not plan(merge_lora_per_call=True).values["fuse_lora"]
 
 
@@ -91,6 +99,11 @@ def test_memory_mode_auto_picks_the_fastest_mode_that_fits():
     mode, why = choose_memory_mode(models, CUDA, free_bytes=dit + ACTIVATION_HEADROOM - 1)
     assert mode == "low_vram" and "GiB free" in why
     assert choose_memory_mode(models, "cpu")[0] == "gpu"
+    # a streamed model does not count as resident in gpu mode
+    models["text_encoder"] = nn.Linear(2048, 2048)  # 16 MiB
+    assert choose_memory_mode(models, CUDA, free_bytes=total + ACTIVATION_HEADROOM)[0] == "offload"
+    mode, why = choose_memory_mode(models, CUDA, free_bytes=total + ACTIVATION_HEADROOM, streamed=("text_encoder",))
+    assert mode == "gpu" and "streamed text_encoder" in why
 
 
 def _tiny(seed=1):
@@ -125,3 +138,41 @@ def test_merge_in_place_keeps_no_base_copy_and_matches_the_unmerged_output():
     assert m2.lora_merged and m2._base_copy is None  # merged in place: no copy of the base weights
     assert fused.lever_report()["build_seconds"]["lora_merge"] >= 0
     torch.testing.assert_close(fused(*video, return_latents=True), ref, atol=1e-4, rtol=1e-4)
+
+
+def _tiny_with_text(seed=1):
+    from ex4d.model.wan import TinyWanLoader
+
+    c = TinyWanLoader(seed=seed).load()
+    m = build_ex4d_transformer(c.transformer, LoraSettings(rank=4, alpha=4), hidden_channels=16)
+    return c, m
+
+
+@torch.no_grad()
+def test_streamed_text_encoder_gives_the_resident_embeddings_bit_for_bit_and_close_undoes_it():
+    from diffusers.hooks.group_offloading import _is_group_offload_enabled
+
+    c, m = _tiny_with_text()
+    assert c.text_encoder is not None
+    kw = dict(num_steps=2, progress=False, cache_embeddings=False)
+    plain = EX4DGenerator(c, m, GenerateSettings(**kw), device="cpu")
+    ref = plain.encode_prompts("a prompt", "a negative prompt")
+    plain.close()
+    gen = EX4DGenerator(c, m, GenerateSettings(stream_text_encoder=True, **kw), device="cpu")
+    assert gen.lever_report()["stream_text_encoder"] == {"on": True, "why": "set"}
+    assert "text_encoder" in gen.placement.group_offloaded
+    # the blocks are streamed (one group per UMT5 block), the stack's embedding and final norm as one more group
+    assert _is_group_offload_enabled(c.text_encoder.encoder.block[0])
+    for a, b in zip(gen.encode_prompts("a prompt", "a negative prompt"), ref):
+        assert torch.equal(a, b)
+    gen.close()
+    assert not any(_is_group_offload_enabled(mod) for mod in c.text_encoder.modules())
+    assert "text_encoder" not in gen.placement.group_offloaded
+    # the whole generator runs with it (two prompts, CFG) and matches the resident one
+    video = masked_video(5, 16, 16)
+    c2, m2 = _tiny_with_text()
+    want = EX4DGenerator(c2, m2, GenerateSettings(**kw), device="cpu")(*video, return_latents=True)
+    c3, m3 = _tiny_with_text()
+    got = EX4DGenerator(c3, m3, GenerateSettings(stream_text_encoder=True, **kw), device="cpu")(*video,
+                                                                                               return_latents=True)
+    assert torch.equal(got, want)
