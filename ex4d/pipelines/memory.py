@@ -279,23 +279,25 @@ class ModelPlacement:
                 torch.cuda.empty_cache()
 
 
-def stream_blocks(model: nn.Module, device: torch.device) -> None:
+def stream_blocks(model: nn.Module, device: torch.device, *, use_stream: bool | None = None,
+                  record_stream: bool = False) -> None:
     """Run ``model`` block by block on ``device`` from CPU memory: diffusers group offloading of its (nested)
     block list, one block per group, the next one prefetched on a CUDA stream while the current one runs.
 
     Used for UMT5 (``transformers.UMT5EncoderModel``: the blocks are ``encoder.block``; the embedding and the
     final norm come in as one group for the stack's forward). The outputs are the resident model's, bit for
-    bit: the same weights and kernels, only their home moves."""
+    bit: the same weights and kernels, only their home moves. ``use_stream`` (default: on CUDA) and
+    ``record_stream`` are diffusers' options (tools/bench_text_encoder.py measures them)."""
     from diffusers.hooks import apply_group_offloading
 
     target = getattr(model, "encoder", model)  # the stack that owns the ModuleList of blocks
     if not any(isinstance(c, (nn.ModuleList, nn.Sequential)) for c in target.children()):
         raise ValueError(f"stream_blocks: {type(model).__name__} has no block list to stream")
     model.to("cpu")  # a no-op for weights already in (pinned) CPU memory
-    use_stream = device.type == "cuda"
+    use_stream = device.type == "cuda" if use_stream is None else use_stream
     apply_group_offloading(target, onload_device=device, offload_device=torch.device("cpu"),
                            offload_type="block_level", num_blocks_per_group=1, use_stream=use_stream,
-                           non_blocking=use_stream)
+                           non_blocking=use_stream, record_stream=record_stream and use_stream)
 
 
 def unstream_blocks(model: nn.Module) -> None:
