@@ -47,7 +47,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -602,13 +601,6 @@ class EX4DGenerator:
                 return
             self.levers.build_seconds["compile_cache_load"] = time.perf_counter() - t0
             log.info("torch.compile cache artefacts loaded from %s", path)
-            if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-                # every kernel of this variant comes from the cache: inductor's pool of compile worker
-                # processes (one per core, started at the first compile) would only compete for the CPU
-                # with the tracing
-                import torch._inductor.config as inductor_config
-
-                inductor_config.compile_threads = 1
 
     def _save_compile_cache(self, path: Path | None) -> None:
         """After a variant's first call: write what this process compiled (atomically), unless it was loaded."""
