@@ -82,7 +82,9 @@ from ex4d.pipelines.levers import (
     compile_cache_file,
     default_cache_dir,
     plan_levers,
+    text_cache_file,
     use_persistent_inductor_cache,
+    weights_fingerprint,
 )
 from ex4d.pipelines.memory import (
     ATTENTION_BACKENDS,
@@ -166,6 +168,10 @@ class GenerateSettings:
             default_cache_dir`, also holding inductor's and Triton's caches), a folder (one file per compiled
             variant: GPU, torch, DiT config, shape, batch), a ``.bin`` file, or None (no persistence). A
             variant's file is loaded before its first call and written after it.
+        text_cache: where the text embeddings persist across processes, one file per (prompt pair, text encoder
+            weights, tokens, dtype): ``auto`` (a folder under the machine's cache on CUDA with a full-size model;
+            nothing on the CPU, for the tiny model or with ``levers=off``), a folder, or None. A hit skips UMT5;
+            the bytes are the ones UMT5 gave. The in-process cache is ``cache_embeddings``.
         cfg_batch: run both CFG branches as one batch-2 DiT forward (also halves the weight traffic in
             low_vram).
         vae_batch: VAE-encode the masked colour video, the mask video and the first-frame video in one batch.
@@ -202,6 +208,7 @@ class GenerateSettings:
     attention_backend: str = "auto"
     compile_blocks: bool | None = None
     compile_cache: str | None = COMPILE_CACHE_AUTO
+    text_cache: str | None = COMPILE_CACHE_AUTO
     cfg_batch: bool | None = None
     vae_batch: bool | None = None
     stream_text_encoder: bool | None = None
@@ -233,6 +240,8 @@ class GenerateSettings:
         if self.compile_cache is not None and not isinstance(self.compile_cache, (str, Path)):
             raise InputError(f"generate.compile_cache: expected auto, a folder or file path, or null; got "
                              f"{self.compile_cache!r}")
+        if self.text_cache is not None and not isinstance(self.text_cache, (str, Path)):
+            raise InputError(f"generate.text_cache: expected auto, a folder, or null; got {self.text_cache!r}")
         if not self.guidance_scale >= 1.0:
             raise InputError(f"generate.guidance_scale: expected >= 1 (1 disables CFG), got {self.guidance_scale!r}")
         if not self.shift > 0:
@@ -329,7 +338,8 @@ class EX4DGenerator:
                            memory_mode=memory_mode, parallel=parallel is not None and parallel.enabled,
                            shared_dit=shared_dit, text_encoder=has_text)
         self.levers: LeverPlan = plan
-        self.settings = s = dataclasses.replace(s, **plan.values, compile_cache=plan.compile_cache)
+        self.settings = s = dataclasses.replace(s, **plan.values, compile_cache=plan.compile_cache,
+                                                text_cache=plan.text_cache)
         # diffusers' I2V pipeline object, used only for its stage helpers (encode_prompt, prepare_latents,
         # encode_image); we never call it.
         self.helper = WanImageToVideoPipeline(
@@ -394,6 +404,8 @@ class EX4DGenerator:
         self._attention_checked = False
         self.attention_backend_used: str | None = None  # SDPA kernel seen at the first call
         self._cache: OrderedDict[tuple, object] = OrderedDict()  # cache_embeddings: key -> tensors
+        self._text_fingerprint: str | None = None  # weights_fingerprint of the text encoder (text_cache keys)
+        self.text_cache_hits = 0  # prompt pairs read from the text cache instead of running UMT5
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last call (GPU-synchronised)
         self.last_stats: dict[str, int] = {}  # DiT calls and batch items of the last call
         self.last_latents: Tensor | None = None  # (1, 16, T', h, w) fp32 final latents of the last call
@@ -425,7 +437,7 @@ class EX4DGenerator:
     def lever_report(self) -> dict:
         """The levers and memory mode this generator runs with, and why (summary.json ``generate.levers``)."""
         return {**self.levers.report(), "memory_mode": {"mode": self.memory_mode, "why": self.memory_mode_reason},
-                "attention_backend": self.attention_backend_used}
+                "attention_backend": self.attention_backend_used, "text_cache_hits": self.text_cache_hits}
 
     def clear_cache(self) -> None:
         """Forget the cached text embeddings, CLIP tokens and first-frame latents."""
@@ -455,6 +467,33 @@ class EX4DGenerator:
                 device=self.device,
                 dtype=self.dit_dtype,
             )
+        return pos, neg
+
+    def text_embeddings(self, prompt: str, negative_prompt: str, cfg: bool = True,
+                        cache: str | Path | None = None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`encode_prompts`, read from / written to the ``text_cache`` folder ``cache`` when given."""
+        if cache is None or self.components.text_encoder is None:
+            return self.encode_prompts(prompt, negative_prompt, cfg)
+        from safetensors.torch import load_file, save_file
+
+        if self._text_fingerprint is None:
+            self._text_fingerprint = weights_fingerprint(self.components.text_encoder)
+        tok = self.components.tokenizer
+        key = {"prompt": prompt, "negative": negative_prompt if cfg else None, "dtype": str(self.dit_dtype),
+               "length": 512, "tokens": [tok(t).input_ids for t in (prompt, negative_prompt if cfg else "")]}
+        path = text_cache_file(cache, encoder=self._text_fingerprint, key=key)
+        if path.is_file():
+            try:
+                saved = load_file(str(path), device=str(self.device))
+                self.text_cache_hits += 1
+                return saved["prompt"], saved.get("negative")
+            except Exception as e:  # a damaged file costs one UMT5 run, never the video
+                log.warning("text cache %s unusable (%s): encoding the prompts", path, e)
+        pos, neg = self.encode_prompts(prompt, negative_prompt, cfg)
+        tensors = {"prompt": pos.contiguous().cpu()} | ({"negative": neg.contiguous().cpu()} if neg is not None else {})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
         return pos, neg
 
     def encode_image(self, image: Tensor, preprocess: str = "reference") -> Tensor:
@@ -619,8 +658,9 @@ class EX4DGenerator:
         if settings is None:
             return self.settings
         fill = {k: getattr(self.settings, k) for k in EXACT_LEVERS if getattr(settings, k) is None}
-        if settings.compile_cache == COMPILE_CACHE_AUTO:
-            fill["compile_cache"] = self.settings.compile_cache
+        for key in ("compile_cache", "text_cache"):
+            if getattr(settings, key) == COMPILE_CACHE_AUTO:
+                fill[key] = getattr(self.settings, key)
         return dataclasses.replace(settings, **fill) if fill else settings
 
     # ---- the call --------------------------------------------------------------------------------
@@ -677,7 +717,8 @@ class EX4DGenerator:
             p_text = prompt if prompt is not None else s.prompt
             n_text = negative_prompt if negative_prompt is not None else s.negative_prompt
             pos, neg = self._cached(
-                s.cache_embeddings, ("text", p_text, n_text, cfg), lambda: self.encode_prompts(p_text, n_text, cfg)
+                s.cache_embeddings, ("text", p_text, n_text, cfg),
+                lambda: self.text_embeddings(p_text, n_text, cfg, s.text_cache),
             )
         else:
             pos, neg = prompt_embeds, negative_prompt_embeds

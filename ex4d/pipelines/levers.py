@@ -13,6 +13,10 @@ has the measured table) are switched by ``GenerateSettings.levers``:
 * ``exact``: every exact lever wherever it can run (for benchmarks).
 * ``off``: the plain path, as the reference code runs (LoRA unmerged, eager, two CFG forwards).
 
+Two caches persist per machine (:func:`default_cache_dir`) under ``auto``, on CUDA with a full-size model: the
+compile artefacts of each compiled variant, and the text embeddings of each (prompt pair, text encoder), so a
+later process neither recompiles nor runs UMT5 for a prompt this machine has seen (the EX-4D prompt is fixed).
+
 A lever set to ``true`` / ``false`` in the settings wins over the policy. The inexact levers (fp8 matmuls,
 first-block cache, CFG truncation) are never switched on by a policy.
 
@@ -47,12 +51,14 @@ class LeverPlan:
     reasons: dict[str, str]
     mode: str
     compile_cache: str | None = None
+    text_cache: str | None = None
     build_seconds: dict[str, float] = field(default_factory=dict)
 
     def report(self) -> dict:
         """What summary.json records under ``generate.levers``."""
         out = {"mode": self.mode, **{k: {"on": v, "why": self.reasons[k]} for k, v in self.values.items()}}
         out["compile_cache"] = self.compile_cache
+        out["text_cache"] = self.text_cache
         if self.build_seconds:
             out["build_seconds"] = {k: round(v, 3) for k, v in self.build_seconds.items()}
         return out
@@ -128,7 +134,11 @@ def plan_levers(settings, *, device: torch.device | str, tiny: bool, memory_mode
     cache = settings.compile_cache if values["compile_blocks"] else None  # nothing compiled: nothing to keep
     if cache == COMPILE_CACHE_AUTO:
         cache = str(default_cache_dir() / "compile")
-    return LeverPlan(values, reasons, settings.levers, cache)
+    text = settings.text_cache if text_encoder else None
+    if text == COMPILE_CACHE_AUTO:  # where the exact levers run (the reference path keeps nothing)
+        on = device.type == "cuda" and not tiny and settings.levers != "off"
+        text = str(default_cache_dir() / "text") if on else None
+    return LeverPlan(values, reasons, settings.levers, cache, text)
 
 
 def default_cache_dir() -> Path:
@@ -145,6 +155,30 @@ def use_persistent_inductor_cache(cache_dir: Path) -> None:
     defaults live in /tmp, which does not outlive a reboot or a container."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
     os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
+
+
+def weights_fingerprint(module: torch.nn.Module, samples: int = 256) -> str:
+    """A cheap identity of a model's weights: its class, config, every parameter's and buffer's name, shape and
+    dtype, and ``samples`` evenly strided values of each (so a fine-tuned or re-seeded model differs; reading
+    them costs milliseconds where hashing 11 GB would cost seconds)."""
+    h = hashlib.sha256(type(module).__name__.encode())
+    config = getattr(module, "config", None)
+    if config is not None:
+        as_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        h.update(json.dumps(as_dict, sort_keys=True, default=str).encode())
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        flat = t.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // samples)][:samples].cpu().contiguous()
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(sample.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def text_cache_file(cache: str | Path, *, encoder: str, key: dict) -> Path:
+    """The file of one prompt pair's embeddings in the text cache folder, named by the text encoder's
+    :func:`weights_fingerprint` and ``key`` (prompts, their token ids, dtype, length)."""
+    blob = json.dumps({"encoder": encoder, **key}, sort_keys=True, default=str)
+    return Path(cache) / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.safetensors"
 
 
 def compile_cache_file(cache: str | Path, *, model_config: dict, key: dict) -> Path:
@@ -167,5 +201,7 @@ __all__ = [
     "compile_cache_file",
     "default_cache_dir",
     "plan_levers",
+    "text_cache_file",
     "use_persistent_inductor_cache",
+    "weights_fingerprint",
 ]

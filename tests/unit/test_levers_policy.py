@@ -176,3 +176,57 @@ def test_streamed_text_encoder_gives_the_resident_embeddings_bit_for_bit_and_clo
     got = EX4DGenerator(c3, m3, GenerateSettings(stream_text_encoder=True, **kw), device="cpu")(*video,
                                                                                                return_latents=True)
     assert torch.equal(got, want)
+
+
+def test_text_cache_is_per_machine_on_cuda_only_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("EX4D_CACHE_DIR", str(tmp_path))
+    assert plan().text_cache == str(tmp_path / "text") and plan().report()["text_cache"] == str(tmp_path / "text")
+    assert plan(levers="off").text_cache is None  # the reference path keeps nothing
+    assert plan(device=torch.device("cpu")).text_cache is None and plan(tiny=True).text_cache is None
+    assert plan(device=torch.device("cpu"), text_cache=str(tmp_path / "t")).text_cache == str(tmp_path / "t")
+    bare = plan_levers(GenerateSettings(), device=CUDA, tiny=False, memory_mode="gpu", text_encoder=False)
+    assert bare.text_cache is None
+    with pytest.raises(InputError, match="generate.text_cache"):
+        GenerateSettings(text_cache=3)
+
+
+def test_weights_fingerprint_tells_weights_apart_and_is_stable():
+    from ex4d.pipelines.levers import weights_fingerprint
+
+    a, b = nn.Linear(64, 64), nn.Linear(64, 64)
+    assert weights_fingerprint(a) == weights_fingerprint(a) != weights_fingerprint(b)
+    c = nn.Linear(64, 64)
+    c.load_state_dict(a.state_dict())
+    assert weights_fingerprint(c) == weights_fingerprint(a)
+    with torch.no_grad():
+        c.weight.mul_(1.001)  # a fine-tune moves every sampled value
+    assert weights_fingerprint(c) != weights_fingerprint(a)
+
+
+@torch.no_grad()
+def test_text_cache_serves_a_later_generator_without_running_the_text_encoder(tmp_path, monkeypatch):
+    video = masked_video(5, 16, 16)
+    kw = dict(num_steps=2, progress=False, text_cache=str(tmp_path))
+    c, m = _tiny_with_text()
+    first = EX4DGenerator(c, m, GenerateSettings(**kw), device="cpu")
+    want = first(*video, return_latents=True)
+    files = list(tmp_path.glob("*.safetensors"))
+    assert len(files) == 1 and first.text_cache_hits == 0
+    # a new generator on the same weights (a later process): the embeddings come from the file, UMT5 never runs
+    c2, m2 = _tiny_with_text()
+    later = EX4DGenerator(c2, m2, GenerateSettings(**kw), device="cpu")
+    monkeypatch.setattr(later, "encode_prompts", lambda *a, **k: pytest.fail("UMT5 ran despite the text cache"))
+    assert torch.equal(later(*video, return_latents=True), want)
+    assert later.text_cache_hits == 1 and later.lever_report()["text_cache_hits"] == 1
+    monkeypatch.undo()
+    # other text-encoder weights or another prompt: another file
+    c3, m3 = _tiny_with_text(seed=2)
+    EX4DGenerator(c3, m3, GenerateSettings(**kw), device="cpu").text_embeddings("p", "n", True, str(tmp_path))
+    later.text_embeddings("another prompt", "n", True, str(tmp_path))
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+    # a damaged file costs one UMT5 run and is rewritten, never the video
+    files[0].write_bytes(b"garbage")
+    c4, m4 = _tiny_with_text()
+    again = EX4DGenerator(c4, m4, GenerateSettings(**kw), device="cpu")
+    assert torch.equal(again(*video, return_latents=True), want) and again.text_cache_hits == 0
+    assert [f.name for f in tmp_path.iterdir() if f.name.endswith(".tmp")] == []  # atomic writes left no temp
