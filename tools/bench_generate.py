@@ -874,14 +874,17 @@ def run_through_cli(args) -> list[dict]:
     return rows
 
 
-def cli_table(rows: list[dict], device: str) -> str:
-    """The markdown of the through-CLI rows (each beside the reference path of its shape: ratio)."""
+def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
+    """The markdown of the through-CLI rows (each beside the reference path of its shape: ratio); ``calls`` > 1:
+    the rows were merged from that many runs on separate machines of the same kind."""
     ref = {r["shape"]: r for r in rows if r["run"] == "ref" and "warm_video_s" in r}
     weights = "the tiny test model" if "tiny" in device else "random 14B weights of the real shapes, UMT5 included"
     lines = [f"Measured on **{device}** with `python tools/bench_generate.py --through-cli` "
              f"({time.strftime('%Y-%m-%d')}; {weights}; "
              "`depth=planes`, the sample clips). *video* = recon + generation of one video inside a run (text, "
-             "CLIP, VAE, denoise, decode; the mp4 writing is not in it, the process wall is).", "",
+             "CLIP, VAE, denoise, decode; the mp4 writing is not in it, the process wall is)."
+             + (f" The rows come from {calls} calls, each on its own machine of this kind (`--cli-merge`): ratios "
+                "between rows of different calls compare two machines." if calls > 1 else ""), "",
              "| shape | run | first video | warm video | share of the warm video (text / CLIP / VAE enc / denoise / "
              "decode / recon) | process wall | peak GiB | warm video vs reference path |",
              "|---|---|---|---|---|---|---|---|"]
@@ -992,7 +995,7 @@ def main() -> None:
         parts = [json.loads(f.read_text()) for f in args.cli_merge]
         rows = [r for part in parts for r in part["rows"]]
         device = " / ".join(dict.fromkeys(part.get("device", "?") for part in parts))
-        table = cli_table(rows, device)
+        table = cli_table(rows, device, calls=len(parts))
         print(table)
         if args.doc:
             write_doc_table(args.doc, table)
