@@ -414,9 +414,12 @@ class EX4DGenerator:
         """Undo the build-time levers on the shared DiT (cache hooks, compiled blocks, fp8 and fused LoRA when
         built ``reversible``), so another generator can be built on the same components."""
         tr = self.components.transformer
-        if self.memory_mode == "gpu" and "text_encoder" in self.placement.group_offloaded:
-            unstream_blocks(self.components.text_encoder)
-            self.placement.group_offloaded.discard("text_encoder")
+        if "text_encoder" in self.placement.streamed:
+            if "text_encoder" in self.placement.group_offloaded:  # hooked at its first stage
+                unstream_blocks(self.components.text_encoder)
+                self.placement.group_offloaded.discard("text_encoder")
+            self.placement.streamed.discard("text_encoder")
+            self.placement._stream_pending.discard("text_encoder")
         if self._fbc:
             tr.disable_cache()
             self._fbc = False

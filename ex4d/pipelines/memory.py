@@ -197,7 +197,8 @@ class ModelPlacement:
             be changed in place while a stage holds them on the device (the generator restores a per-call LoRA
             merge before the stage ends); trainable parameters are copied back.
         streamed: ``gpu`` mode: models run block by block (:func:`stream_blocks`) instead of resident; frozen
-            models only (the text encoder).
+            models only (the text encoder). They stay in CPU memory and are pinned and hooked at their first
+            stage: a run whose prompts all come from the text cache never pays the pinning.
     """
 
     def __init__(
@@ -215,6 +216,8 @@ class ModelPlacement:
         self.device = torch.device(device)
         self.models = models
         self.group_offloaded: set[str] = set()
+        self.streamed: set[str] = {n for n in streamed if n in models} if mode == "gpu" else set()
+        self._stream_pending = set(self.streamed)  # streamed, not yet pinned and hooked
         # name -> [(param or buffer, its pinned CPU tensor)], for pinned offloading
         self._host: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.pinned = bool(pin_memory) and self.device.type == "cuda" and mode != "gpu"
@@ -222,11 +225,8 @@ class ModelPlacement:
             m.to(self.device)
         if mode == "gpu":
             for name, m in models.items():
-                if name in streamed:
-                    if self.device.type == "cuda":
-                        _pin_module(m)  # the block streams DMA from page-locked memory
-                    stream_blocks(m, self.device)
-                    self.group_offloaded.add(name)
+                if name in self.streamed:
+                    m.to("cpu")
                 else:
                     m.to(self.device)
             return
@@ -255,6 +255,13 @@ class ModelPlacement:
     def stage(self, *names: str) -> Iterator[None]:
         """Models ``names`` are on the device inside the block (and back on the CPU after, when offloading)."""
         moved = []
+        for n in names:
+            if n in self._stream_pending:
+                self._stream_pending.discard(n)
+                if self.device.type == "cuda":
+                    _pin_module(self.models[n])  # the blocks stream by DMA from page-locked memory
+                stream_blocks(self.models[n], self.device)
+                self.group_offloaded.add(n)
         if self.mode != "gpu":
             for n in names:
                 if n in self.models and n not in self.group_offloaded:

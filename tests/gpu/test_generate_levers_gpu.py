@@ -163,4 +163,4 @@ def test_streaming_the_text_encoder_keeps_the_dit_blocks_fullgraph(monkeypatch):
     monkeypatch.setattr(c.transformer, "compile_repeated_blocks", lambda **kw: seen.update(kw))
     gen = EX4DGenerator(c, m, fast(compile_blocks=True, stream_text_encoder=True, compile_cache=None), device=CUDA,
                         memory_mode="gpu")
-    assert "text_encoder" in gen.placement.group_offloaded and seen["fullgraph"] is True
+    assert "text_encoder" in gen.placement.streamed and seen["fullgraph"] is True

@@ -160,14 +160,19 @@ def test_streamed_text_encoder_gives_the_resident_embeddings_bit_for_bit_and_clo
     plain.close()
     gen = EX4DGenerator(c, m, GenerateSettings(stream_text_encoder=True, **kw), device="cpu")
     assert gen.lever_report()["stream_text_encoder"] == {"on": True, "why": "set"}
-    assert "text_encoder" in gen.placement.group_offloaded
-    # the blocks are streamed (one group per UMT5 block), the stack's embedding and final norm as one more group
-    assert _is_group_offload_enabled(c.text_encoder.encoder.block[0])
+    # hooked at its first use only (a run served by the text cache never pins or hooks it)
+    assert "text_encoder" in gen.placement.streamed and not gen.placement.group_offloaded
+    assert not _is_group_offload_enabled(c.text_encoder.encoder.block[0])
     for a, b in zip(gen.encode_prompts("a prompt", "a negative prompt"), ref):
+        assert torch.equal(a, b)
+    # the blocks are streamed (one group per UMT5 block), the stack's embedding and final norm as one more group
+    assert "text_encoder" in gen.placement.group_offloaded
+    assert _is_group_offload_enabled(c.text_encoder.encoder.block[0])
+    for a, b in zip(gen.encode_prompts("a prompt", "a negative prompt"), ref):  # hooked once, still exact
         assert torch.equal(a, b)
     gen.close()
     assert not any(_is_group_offload_enabled(mod) for mod in c.text_encoder.modules())
-    assert "text_encoder" not in gen.placement.group_offloaded
+    assert "text_encoder" not in gen.placement.group_offloaded and not gen.placement.streamed
     # the whole generator runs with it (two prompts, CFG) and matches the resident one
     video = masked_video(5, 16, 16)
     c2, m2 = _tiny_with_text()
@@ -214,10 +219,11 @@ def test_text_cache_serves_a_later_generator_without_running_the_text_encoder(tm
     assert len(files) == 1 and first.text_cache_hits == 0
     # a new generator on the same weights (a later process): the embeddings come from the file, UMT5 never runs
     c2, m2 = _tiny_with_text()
-    later = EX4DGenerator(c2, m2, GenerateSettings(**kw), device="cpu")
+    later = EX4DGenerator(c2, m2, GenerateSettings(stream_text_encoder=True, **kw), device="cpu")
     monkeypatch.setattr(later, "encode_prompts", lambda *a, **k: pytest.fail("UMT5 ran despite the text cache"))
     assert torch.equal(later(*video, return_latents=True), want)
     assert later.text_cache_hits == 1 and later.lever_report()["text_cache_hits"] == 1
+    assert not later.placement.group_offloaded  # a streamed UMT5 that never ran was never pinned or hooked
     monkeypatch.undo()
     # other text-encoder weights or another prompt: another file
     c3, m3 = _tiny_with_text(seed=2)
