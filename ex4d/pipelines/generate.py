@@ -406,6 +406,11 @@ class EX4DGenerator:
         self._cache: OrderedDict[tuple, object] = OrderedDict()  # cache_embeddings: key -> tensors
         self._text_fingerprint: str | None = None  # weights_fingerprint of the text encoder (text_cache keys)
         self.text_cache_hits = 0  # prompt pairs read from the text cache instead of running UMT5
+        if "text_encoder" in self.placement.streamed and not (
+            s.text_cache and self._text_cache_path(s.text_cache, s.prompt, s.negative_prompt,
+                                                   s.guidance_scale > 1.0).is_file()
+        ):  # the settings' prompt pair will need UMT5: pin it while building, not inside the first video
+            self.placement.prepare_streamed("text_encoder")
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last call (GPU-synchronised)
         self.last_stats: dict[str, int] = {}  # DiT calls and batch items of the last call
         self.last_latents: Tensor | None = None  # (1, 16, T', h, w) fp32 final latents of the last call
@@ -479,12 +484,7 @@ class EX4DGenerator:
             return self.encode_prompts(prompt, negative_prompt, cfg)
         from safetensors.torch import load_file, save_file
 
-        if self._text_fingerprint is None:
-            self._text_fingerprint = weights_fingerprint(self.components.text_encoder)
-        tok = self.components.tokenizer
-        key = {"prompt": prompt, "negative": negative_prompt if cfg else None, "dtype": str(self.dit_dtype),
-               "length": 512, "tokens": [tok(t).input_ids for t in (prompt, negative_prompt if cfg else "")]}
-        path = text_cache_file(cache, encoder=self._text_fingerprint, key=key)
+        path = self._text_cache_path(cache, prompt, negative_prompt, cfg)
         if path.is_file():
             try:
                 saved = load_file(str(path), device=str(self.device))
@@ -498,6 +498,14 @@ class EX4DGenerator:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp))
         return pos, neg
+
+    def _text_cache_path(self, cache: str | Path, prompt: str, negative_prompt: str, cfg: bool) -> Path:
+        if self._text_fingerprint is None:
+            self._text_fingerprint = weights_fingerprint(self.components.text_encoder)
+        tok = self.components.tokenizer
+        key = {"prompt": prompt, "negative": negative_prompt if cfg else None, "dtype": str(self.dit_dtype),
+               "length": 512, "tokens": [tok(t).input_ids for t in (prompt, negative_prompt if cfg else "")]}
+        return text_cache_file(cache, encoder=self._text_fingerprint, key=key)
 
     def encode_image(self, image: Tensor, preprocess: str = "reference") -> Tensor:
         """CLIP tokens (1, 257, 1280) of the conditioning image (1, 3, H, W) in [-1, 1], in the DiT dtype."""

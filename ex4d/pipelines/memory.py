@@ -251,17 +251,22 @@ class ModelPlacement:
             )
             self.group_offloaded.add("transformer")
 
+    def prepare_streamed(self, name: str) -> None:
+        """Pin and hook a streamed model now (else at its first stage); a no-op for other models or when done."""
+        if name not in self._stream_pending:
+            return
+        self._stream_pending.discard(name)
+        if self.device.type == "cuda":
+            _pin_module(self.models[name])  # the blocks stream by DMA from page-locked memory
+        stream_blocks(self.models[name], self.device)
+        self.group_offloaded.add(name)
+
     @contextlib.contextmanager
     def stage(self, *names: str) -> Iterator[None]:
         """Models ``names`` are on the device inside the block (and back on the CPU after, when offloading)."""
         moved = []
         for n in names:
-            if n in self._stream_pending:
-                self._stream_pending.discard(n)
-                if self.device.type == "cuda":
-                    _pin_module(self.models[n])  # the blocks stream by DMA from page-locked memory
-                stream_blocks(self.models[n], self.device)
-                self.group_offloaded.add(n)
+            self.prepare_streamed(n)
         if self.mode != "gpu":
             for n in names:
                 if n in self.models and n not in self.group_offloaded:
