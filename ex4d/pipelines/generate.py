@@ -632,7 +632,8 @@ class EX4DGenerator:
             return None
         key = {"latents": list(latent_shape), "cfg_batch": bool(s.cfg_batch), "cfg": s.cfg_steps() > 0,
                "cfg_truncated": s.cfg_steps() < s.num_steps, "fbc": self._fbc,
-               "group_offloaded": "transformer" in self.placement.group_offloaded, "dtype": str(self.dit_dtype)}
+               "group_offloaded": "transformer" in self.placement.group_offloaded, "dtype": str(self.dit_dtype),
+               "fp8": self.settings.fp8_linears}  # fp8 blocks are other graphs: their own file
         return compile_cache_file(self.settings.compile_cache, model_config=dict(self.components.transformer.config),
                                   key=key)
 

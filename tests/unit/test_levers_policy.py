@@ -235,3 +235,21 @@ def test_text_cache_serves_a_later_generator_without_running_the_text_encoder(tm
     again = EX4DGenerator(c4, m4, GenerateSettings(**kw), device="cpu")
     assert torch.equal(again(*video, return_latents=True), want) and again.text_cache_hits == 0
     assert [f.name for f in tmp_path.iterdir() if f.name.endswith(".tmp")] == []  # atomic writes left no temp
+
+
+def test_each_compiled_variant_gets_its_own_compile_cache_file(tmp_path):
+    """The compile-artefact file is written once, after its variant's first call, and only when absent: two
+    variants sharing a file would leave the second one's artefacts unsaved (fp8 blocks are other graphs)."""
+    c, m = _tiny()
+    gen = EX4DGenerator(c, m, GenerateSettings(num_steps=2, progress=False, compile_cache=str(tmp_path)),
+                        device="cpu")
+    gen._compiled = True  # compile runs on CUDA only; the file naming is what is checked here
+    gen.settings = dataclasses.replace(gen.settings, compile_cache=str(tmp_path))
+    shape = (1, 16, 2, 8, 8)
+    base = gen._compile_file(shape, gen.settings)
+    others = [gen._compile_file((1, 16, 3, 8, 8), gen.settings),
+              gen._compile_file(shape, dataclasses.replace(gen.settings, cfg_batch=True)),
+              gen._compile_file(shape, dataclasses.replace(gen.settings, cfg_truncate_after=0.5))]
+    gen.settings = dataclasses.replace(gen.settings, fp8_linears="rowwise")
+    others.append(gen._compile_file(shape, gen.settings))
+    assert base.parent == tmp_path and len({base, *others}) == 5
