@@ -876,21 +876,31 @@ def run_through_cli(args) -> list[dict]:
 
 def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
     """The markdown of the through-CLI rows (each beside the reference path of its shape: ratio); ``calls`` > 1:
-    the rows were merged from that many runs on separate machines of the same kind."""
-    ref = {r["shape"]: r for r in rows if r["run"] == "ref" and "warm_video_s" in r}
+    the rows were merged from that many runs on separate machines of the same kind (``row["call"]``). A warm
+    video is the last of a process that made two; a one-video process has none."""
+    def warm(r):
+        return r["warm_video_s"] if len(r.get("videos", ())) > 1 else None
+
+    def tag(r):
+        return f" (call {r['call']})" if calls > 1 and "call" in r else ""
+
+    ok = [r for r in rows if "warm_video_s" in r]
+    ref = {r["shape"]: r for r in ok if r["run"] == "ref" and warm(r)}
     weights = "the tiny test model" if "tiny" in device else "random 14B weights of the real shapes, UMT5 included"
     lines = [f"Measured on **{device}** with `python tools/bench_generate.py --through-cli` "
              f"({time.strftime('%Y-%m-%d')}; {weights}; "
              "`depth=planes`, the sample clips). *video* = recon + generation of one video inside a run (text, "
-             "CLIP, VAE, denoise, decode; the mp4 writing is not in it, the process wall is)."
+             "CLIP, VAE, denoise, decode; the mp4 writing is not in it, the process wall is); *warm* = the second "
+             "video of a process (a one-video process has none)."
              + (f" The rows come from {calls} calls, each on its own machine of this kind (`--cli-merge`): ratios "
                 "between rows of different calls compare two machines." if calls > 1 else ""), "",
-             "| shape | run | first video | warm video | share of the warm video (text / CLIP / VAE enc / denoise / "
+             "| shape | run | first video | warm video | share of the last video (text / CLIP / VAE enc / denoise / "
              "decode / recon) | process wall | peak GiB | warm video vs reference path |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "warm_video_s" not in r:
-            lines.append(f"| {r['shape']} | {r['label']} | failed: {' '.join(r.get('error', []))[:120]} | | | | | |")
+            lines.append(f"| {r['shape']} | {r['label']}{tag(r)} | failed: {' '.join(r.get('error', []))[:120]} "
+                         "| | | | | |")
             continue
         v = r["videos"][-1]
         tm = v["timings"]
@@ -898,29 +908,33 @@ def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
                  tm.get("vae_decode", 0), v["recon_s"]]
         share = " / ".join(f"{p:.1f}" for p in parts)
         base = ref.get(r["shape"])
-        ratio = f"x{base['warm_video_s'] / r['warm_video_s']:.2f}" if base else "-"
-        lines.append(f"| {r['shape']} | {r['label']} | {r['first_video_s']:.1f} s | **{r['warm_video_s']:.1f} s** | "
-                     f"{share} s | {r['wall_s']:.0f} s | {r['peak_gib']:.1f} | {ratio} |")
-    by = {(r["shape"], r["run"]): r for r in rows if "warm_video_s" in r}
+        w = warm(r)
+        ratio = f"x{warm(base) / w:.2f}" if base and w else "-"
+        lines.append(f"| {r['shape']} | {r['label']}{tag(r)} | {r['first_video_s']:.1f} s | "
+                     + (f"**{w:.1f} s**" if w else "-") + f" | {share} s | {r['wall_s']:.0f} s | "
+                     f"{r['peak_gib']:.1f} | {ratio} |")
     for shape in dict.fromkeys(r["shape"] for r in rows):
-        cold, second = by.get((shape, "cold")), by.get((shape, "second"))
-        if cold and second:
-            gap = second["first_video_s"] / cold["warm_video_s"] - 1
-            lines.append(f"\n{shape}: a second process's first video {second['first_video_s']:.1f} s vs a warm video "
-                         f"{cold['warm_video_s']:.1f} s ({gap:+.0%}; goal within 10%).")
-    for shape in dict.fromkeys(r["shape"] for r in rows):  # offload modes vs the resident default, per forward
-        gpu = [by[(shape, n)] for n in ("second", "cold") if (shape, n) in by and len(by[(shape, n)]["videos"]) > 1]
+        warm_default = [r for r in ok if r["shape"] == shape and r["run"] in ("cold", "second") and warm(r)]
+        for second in (r for r in ok if r["shape"] == shape and r["run"] == "second"):
+            same = [r for r in warm_default if r.get("call") == second.get("call")] or warm_default
+            if same:
+                base = same[0]
+                gap = second["first_video_s"] / warm(base) - 1
+                lines.append(f"\n{shape}: a second process's first video{tag(second)} {second['first_video_s']:.1f} s "
+                             f"vs a warm video{tag(base)} {warm(base):.1f} s ({gap:+.0%}; goal within 10%).")
+        gpu = warm_default[:1]
         for name, goal in (("offload", 1.1), ("low_vram", 1.3)):
-            r = by.get((shape, name))
-            if gpu and r and len(r["videos"]) > 1:
-                a, b = r["videos"][-1]["timings"]["denoise"], gpu[0]["videos"][-1]["timings"]["denoise"]
-                lines.append(f"\n{shape} `{name}`: warm denoise {a:.1f} s vs {b:.1f} s resident (`gpu`, same "
-                             f"50 DiT forwards): x{a / b:.2f} per forward (goal <= {goal}x); peak {r['peak_gib']:.1f} GiB.")
+            for r in (r for r in ok if r["shape"] == shape and r["run"] == name and warm(r)):
+                if gpu:
+                    a, b = r["videos"][-1]["timings"]["denoise"], gpu[0]["videos"][-1]["timings"]["denoise"]
+                    lines.append(f"\n{shape} `{name}`{tag(r)}: warm denoise {a:.1f} s vs {b:.1f} s resident (`gpu`"
+                                 f"{tag(gpu[0])}, same 50 DiT forwards): x{a / b:.2f} per forward (goal <= {goal}x); "
+                                 f"peak {r['peak_gib']:.1f} GiB.")
     for r in rows:
         if r.get("psnr_vs_exact_db"):
             psnr = ", ".join(f"{k} {v:.1f} dB" for k, v in r["psnr_vs_exact_db"].items())
-            lines.append(f"\n{r['shape']} fp8 (inexact): mean per-frame PSNR of its output vs the exact default "
-                         f"run's, same seed and inputs (both through the mp4 encoder): {psnr}.")
+            lines.append(f"\n{r['shape']} fp8 (inexact){tag(r)}: mean per-frame PSNR of its output vs the exact "
+                         f"default run's, same seed and inputs (both through the mp4 encoder): {psnr}.")
     levers = next((r["levers"] for r in rows if r.get("levers") and r["run"] not in ("ref", "fp8")), None)
     if levers:
         on = [k for k, v in levers.items() if isinstance(v, dict) and v.get("on") is True]
@@ -993,7 +1007,7 @@ def main() -> None:
 
     if args.through_cli and args.cli_merge:  # runs split over several device calls: one table
         parts = [json.loads(f.read_text()) for f in args.cli_merge]
-        rows = [r for part in parts for r in part["rows"]]
+        rows = [{**r, "call": i} for i, part in enumerate(parts, 1) for r in part["rows"]]
         device = " / ".join(dict.fromkeys(part.get("device", "?") for part in parts))
         table = cli_table(rows, device, calls=len(parts))
         print(table)

@@ -74,8 +74,27 @@ def test_offload_rows_get_their_per_forward_ratio_and_split_runs_merge_into_one_
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = doc.read_text()
     assert "**NVIDIA H200**" in text and text.count("| 512x512x49 |") == 4
-    assert "`offload`: warm denoise 42.0 s vs 40.0 s resident" in text and "x1.05 per forward (goal <= 1.1x)" in text
-    assert "`low_vram`: warm denoise 52.0 s vs 40.0 s" in text and "x1.30 per forward (goal <= 1.3x); peak 9.5 GiB" in text
+    assert "`offload` (call 2): warm denoise 42.0 s vs 40.0 s resident (`gpu` (call 1)" in text
+    assert "x1.05 per forward (goal <= 1.1x)" in text
+    assert "`low_vram` (call 2): warm denoise 52.0 s vs 40.0 s" in text
+    assert "x1.30 per forward (goal <= 1.3x); peak 9.5 GiB" in text
+    assert "rows come from 2 calls" in text
+
+
+def test_one_video_processes_have_no_warm_figure_and_the_second_process_uses_a_real_warm_video(bench):
+    def one(run, first):
+        r = _row(run, first, first, 40.0)
+        r["videos"] = r["videos"][:1]
+        r["call"] = 2
+        return r
+
+    ref, cold = _row("ref", 62.0, 60.0, 55.0), _row("cold", 80.0, 45.0, 40.0)
+    ref["call"] = cold["call"] = 1
+    table = bench.cli_table([ref, cold, one("cold", 70.0), one("second", 48.0)], "NVIDIA H200", calls=2)
+    row = next(line for line in table.splitlines() if "| second (call 2) |" in line)
+    assert "| 48.0 s | - |" in row and row.rstrip().endswith("| - |")  # no warm video, no ratio
+    # the second process is compared with the warm video of call 1, not with call 2's one-video cold run
+    assert "first video (call 2) 48.0 s vs a warm video (call 1) 45.0 s (+7%" in table
 
 
 @pytest.mark.slow
