@@ -602,8 +602,8 @@ class RandomWanLoader:
         text_encoder = tokenizer = None
         if self.load_text_encoder:
             # made on the run device (a fast init), then handed over in CPU memory as the real loader's are
-            # (placement is the generator's job: resident, streamed or moved per stage), so UMT5 and the DiT
-            # are never on the device together unless the memory mode puts them there
+            # (placement is the generator's job: resident, streamed or moved per stage), so the whole UMT5 and
+            # the DiT are never on the device together unless the memory mode puts them there
             text_encoder = random_umt5_encoder(device, self.dtype, self.seed + 1, self.text_encoder_config).to("cpu")
             tokenizer = build_tiny_tokenizer()
         transformer = random_wan_transformer(device, self.dtype, self.seed, self.transformer_config)
