@@ -5,14 +5,17 @@
 #   bash tools/gpu_host.sh generate   # bench_generate (random 14B weights)
 #   bash tools/gpu_host.sh levers     # bench_generate --levers: the issue-6 table, under 9 minutes
 #   bash tools/gpu_host.sh cli [...]  # bench_generate --through-cli: infer.py stage=all, reference path vs default
-#                                     # (needs .whl_av installed too: av writes the mp4s)
+#                                     # (carry .whl_av too: av writes the mp4s)
+#   bash tools/gpu_host.sh text       # bench_text_encoder: UMT5-XXL resident vs streamed
 #   bash tools/gpu_host.sh parallel   # 2+ GPUs: one 480x832x81 video over all GPUs vs one (bench_parallel)
 #   bash tools/gpu_host.sh scaling    # 2+ GPUs: train.py ZeRO-3 on 1 and all GPUs (bench_train_scaling)
 #   bash tools/gpu_host.sh train      # bench_train: compiled ZeRO-2 steps, full vs selective checkpointing
 #   bash tools/gpu_host.sh profile    # profile_dit: kernel time per category, kernel-bound floor
 #   bash tools/gpu_host.sh attention  # bench_attention: SDPA backends (+ FA4 / FA3 when importable) at the DiT's shapes
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+# .whl_av (PyAV, 36 MB: carried beside .whl when the mp4s are written, e.g. `cli`) is installed when present
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  $(ls .whl_av/*.whl 2>/dev/null) || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
@@ -64,6 +67,10 @@ case "${1:-tests}" in
     python3 tools/bench_generate.py --through-cli --json "$OUT/through_cli.json" --doc docs/performance.md "$@" \
       2>&1 | tee "$OUT/through_cli.log"
     cp docs/performance.md "$OUT/performance.md"
+    ;;
+  text)
+    shift
+    python3 tools/bench_text_encoder.py --json "$OUT/bench_text_encoder.json" "$@" 2>&1 | tee "$OUT/bench_text_encoder.log"
     ;;
   profile)
     shift
