@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -92,7 +93,6 @@ from ex4d.pipelines.memory import (
     choose_memory_mode,
     efficient_attention,
     require_efficient_attention,
-    unstream_blocks,
 )
 from ex4d.pipelines.parallel import (
     ParallelSettings,
@@ -327,16 +327,17 @@ class EX4DGenerator:
         )
         given = s = settings or GenerateSettings()
         self.memory_mode_reason = "set"
-        has_text = components.text_encoder is not None
-        if memory_mode == "auto":  # a text encoder that will stream does not count as resident
-            streams = has_text and s.levers != "off" and s.stream_text_encoder is not False
+        plan_here = functools.partial(
+            plan_levers, s, device=self.device, tiny=bool(getattr(components, "is_tiny", False)),
+            parallel=parallel is not None and parallel.enabled, shared_dit=shared_dit,
+            text_encoder=components.text_encoder is not None)
+        if memory_mode == "auto":  # a text encoder that would stream in gpu mode does not count as resident
+            streams = plan_here(memory_mode="gpu").values["stream_text_encoder"]
             memory_mode, self.memory_mode_reason = choose_memory_mode(
                 components.modules(), self.device, streamed=("text_encoder",) if streams else ())
             log.info("memory_mode=auto -> %s (%s)", memory_mode, self.memory_mode_reason)
         self.memory_mode = memory_mode
-        plan = plan_levers(s, device=self.device, tiny=bool(getattr(components, "is_tiny", False)),
-                           memory_mode=memory_mode, parallel=parallel is not None and parallel.enabled,
-                           shared_dit=shared_dit, text_encoder=has_text)
+        plan = plan_here(memory_mode=memory_mode)
         self.levers: LeverPlan = plan
         self.settings = s = dataclasses.replace(s, **plan.values, compile_cache=plan.compile_cache,
                                                 text_cache=plan.text_cache)
@@ -419,12 +420,7 @@ class EX4DGenerator:
         """Undo the build-time levers on the shared DiT (cache hooks, compiled blocks, fp8 and fused LoRA when
         built ``reversible``), so another generator can be built on the same components."""
         tr = self.components.transformer
-        if "text_encoder" in self.placement.streamed:
-            if "text_encoder" in self.placement.group_offloaded:  # hooked at its first stage
-                unstream_blocks(self.components.text_encoder)
-                self.placement.group_offloaded.discard("text_encoder")
-            self.placement.streamed.discard("text_encoder")
-            self.placement._stream_pending.discard("text_encoder")
+        self.placement.unstream("text_encoder")
         if self._fbc:
             tr.disable_cache()
             self._fbc = False

@@ -64,17 +64,27 @@ class LeverPlan:
         return out
 
 
+def _cannot_run(lever: str, *, device: torch.device, memory_mode: str, text_encoder: bool) -> str | None:
+    """Why ``lever`` cannot run here whatever the settings say (None: it can)."""
+    if lever == "compile_blocks" and device.type != "cuda":
+        return "compile runs on CUDA only"
+    if lever == "stream_text_encoder":
+        if not text_encoder:
+            return "no text encoder is loaded"
+        if memory_mode != "gpu":
+            return f"memory_mode={memory_mode} moves the text encoder for its stage already"
+    return None
+
+
 def _auto(lever: str, *, mode: str, device: torch.device, tiny: bool, memory_mode: str, parallel: bool,
           shared_dit: bool, merge_per_call: bool, text_encoder: bool) -> tuple[bool, str]:
     if mode == "off":
         return False, "levers=off"
     if device.type != "cuda":
         return False, "not on CUDA: the plain path"
-    if lever == "stream_text_encoder":
-        if not text_encoder:
-            return False, "no text encoder loaded"
-        if memory_mode != "gpu":
-            return False, f"memory_mode={memory_mode}: the text encoder is moved for its stage already"
+    why = _cannot_run(lever, device=device, memory_mode=memory_mode, text_encoder=text_encoder)
+    if why:
+        return False, why
     if lever in ("fuse_lora", "compile_blocks") and shared_dit:
         return False, "the DiT is shared with training (its weights must stay unmerged and eager)"
     if lever == "fuse_lora" and merge_per_call:
@@ -120,12 +130,8 @@ def plan_levers(settings, *, device: torch.device | str, tiny: bool, memory_mode
     for lever in EXACT_LEVERS:
         given = getattr(settings, lever)
         if given is not None:
-            values[lever], reasons[lever] = bool(given), "set"
-            if lever == "compile_blocks" and given and device.type != "cuda":
-                values[lever], reasons[lever] = False, "set, but compile runs on CUDA only"
-            if lever == "stream_text_encoder" and given and (memory_mode != "gpu" or not text_encoder):
-                values[lever], reasons[lever] = False, (f"set, but memory_mode={memory_mode} moves the text encoder"
-                                                        if text_encoder else "set, but no text encoder is loaded")
+            why = _cannot_run(lever, device=device, memory_mode=memory_mode, text_encoder=text_encoder) if given else None
+            values[lever], reasons[lever] = (False, f"set, but {why}") if why else (bool(given), "set")
             continue
         values[lever], reasons[lever] = _auto(
             lever, mode=settings.levers, device=device, tiny=tiny, memory_mode=memory_mode, parallel=parallel,

@@ -261,6 +261,14 @@ class ModelPlacement:
         stream_blocks(self.models[name], self.device)
         self.group_offloaded.add(name)
 
+    def unstream(self, name: str) -> None:
+        """Stop streaming ``name`` (its hooks removed, its weights left in CPU memory): undoes ``streamed``."""
+        if name in self.group_offloaded and name in self.streamed:
+            unstream_blocks(self.models[name])
+            self.group_offloaded.discard(name)
+        self.streamed.discard(name)
+        self._stream_pending.discard(name)
+
     @contextlib.contextmanager
     def stage(self, *names: str) -> Iterator[None]:
         """Models ``names`` are on the device inside the block (and back on the CPU after, when offloading)."""
