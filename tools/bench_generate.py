@@ -793,6 +793,14 @@ def _frames_psnr(a: Path, b: Path) -> float:
     return psnr_video(torch.from_numpy(read_video(a)[0]), torch.from_numpy(read_video(b)[0]))
 
 
+def _frames_equal(a: Path, b: Path) -> bool:
+    """Whether two videos decode to the same frames, bit for bit."""
+    from ex4d.io.video import read_video
+
+    fa, fb = read_video(a)[0], read_video(b)[0]
+    return fa.shape == fb.shape and bool((fa == fb).all())
+
+
 def _cli_shapes(text: str) -> list[tuple[int, int, int]]:
     return [tuple(int(v) for v in s.lower().split("x")) for s in text.split(",") if s.strip()]
 
@@ -822,6 +830,8 @@ def run_through_cli(args) -> list[dict]:
     else:
         model = ["model=wan_i2v_14b_random", "checkpoint=random"]
         steps = args.video_steps
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for H, W, T in _cli_shapes(args.cli_shapes):
         for name in args.cli_runs.split(","):
@@ -829,7 +839,8 @@ def run_through_cli(args) -> list[dict]:
             out = work / "runs" / f"{H}x{W}x{T}_{name}"
             cmd = ["infer.py", "stage=all", *model, f"input={videos}", "depth=planes", f"data.num_frames={T}",
                    f"data.gen_height={H}", f"data.gen_width={W}", f"generate.num_steps={steps}",
-                   *([f"windows.frames={T}"] if T > 49 else []), *extra, f"+output_dir={out}"]  # one window
+                   *([f"windows.frames={T}"] if T > 49 else []), *extra, *args.cli_extra,
+                   f"+output_dir={out}"]  # one window
             env = {k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
             env["EX4D_CACHE_DIR"] = str(cache)
             print(f"[through-cli] {H}x{W}x{T} {name}: python {' '.join(cmd)}", flush=True)
@@ -863,6 +874,12 @@ def run_through_cli(args) -> list[dict]:
                 row["psnr_vs_exact_db"] = {v["id"]: _frames_psnr(out / v["id"] / "output.mp4",
                                                                  exact_dir / v["id"] / "output.mp4")
                                            for v in row["videos"] if (exact_dir / v["id"] / "output.mp4").is_file()}
+            cold = next((r for r in rows if r["shape"] == row["shape"] and r["run"] == "cold" and "videos" in r), None)
+            if name == "second" and cold:  # a compile cache must not change the output: same frames as the cold run
+                cold_dir = work / "runs" / f"{H}x{W}x{T}_cold"
+                row["same_frames_as_cold"] = {v["id"]: _frames_equal(out / v["id"] / "output.mp4",
+                                                                     cold_dir / v["id"] / "output.mp4")
+                                              for v in row["videos"] if (cold_dir / v["id"] / "output.mp4").is_file()}
             row["first_video_s"] = row["videos"][0]["video_s"]
             row["warm_video_s"] = row["videos"][-1]["video_s"]
             print(f"  wall {wall:.1f} s; videos " + ", ".join(f"{v['video_s']:.1f} s" for v in row["videos"])
@@ -997,6 +1014,8 @@ def main() -> None:
     c.add_argument("--cli-runs", default="ref,cold,second",
                    help="runs per shape, in order: ref, cold, second, fp8, offload, low_vram (CLI_RUNS)")
     c.add_argument("--cli-videos", type=int, default=2, choices=[1, 2], help="videos per process (the last is warm)")
+    c.add_argument("--cli-extra", nargs="*", default=[],
+                   help="overrides appended to every run (e.g. model.transformer.num_layers=2 for a quick probe)")
     c.add_argument("--cli-dir", default=None, help="work folder (inputs, runs, the machine cache); default: a temp dir")
     c.add_argument("--doc", type=Path, default=None,
                    help="markdown file whose through-CLI table is replaced (e.g. docs/performance.md)")

@@ -7,6 +7,8 @@
 #   bash tools/gpu_host.sh cli [...]  # bench_generate --through-cli: infer.py stage=all, reference path vs default
 #                                     # (carry .whl_av too: av writes the mp4s)
 #   bash tools/gpu_host.sh text       # bench_text_encoder: UMT5-XXL resident vs streamed
+#   bash tools/gpu_host.sh warmup     # bench_compile_warmup --real: a new process's compile cost, with and without
+#                                     # dynamo's caching precompile
 #   bash tools/gpu_host.sh parallel   # 2+ GPUs: one 480x832x81 video over all GPUs vs one (bench_parallel)
 #   bash tools/gpu_host.sh scaling    # 2+ GPUs: train.py ZeRO-3 on 1 and all GPUs (bench_train_scaling)
 #   bash tools/gpu_host.sh train      # bench_train: compiled ZeRO-2 steps, full vs selective checkpointing
@@ -71,6 +73,10 @@ case "${1:-tests}" in
   text)
     shift
     python3 tools/bench_text_encoder.py --json "$OUT/bench_text_encoder.json" "$@" 2>&1 | tee "$OUT/bench_text_encoder.log"
+    ;;
+  warmup)
+    shift
+    python3 tools/bench_compile_warmup.py --real --json "$OUT/compile_warmup.json" "$@" 2>&1 | tee "$OUT/compile_warmup.log"
     ;;
   profile)
     shift

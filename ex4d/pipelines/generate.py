@@ -653,8 +653,12 @@ class EX4DGenerator:
         """After a variant's first call: write what this process compiled (atomically), unless it was loaded."""
         if path is None or self._compile_files.get(path, True):
             return
-        artifacts = torch.compiler.save_cache_artifacts()
         self._compile_files[path] = True
+        try:
+            artifacts = torch.compiler.save_cache_artifacts()
+        except Exception as e:  # a cache that cannot be written costs the next process a compile, never this run
+            log.warning("compile cache %s not written (%s)", path, e)
+            return
         if artifacts is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
@@ -812,6 +816,8 @@ class EX4DGenerator:
                 if use_cfg:
                     pred = pred_neg + s.guidance_scale * (pred - pred_neg)
                 latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+                if i == 0:  # the first step carries any per-process warm-up (compile guards, kernel loads)
+                    clock.split("denoise_first_step")
         clock.lap("denoise")
         self.last_stats = {"dit_calls": calls, "dit_batch_items": items, "cfg_steps": cfg_steps}
         if self._fbc:
@@ -843,6 +849,12 @@ class _StageClock:
     def _sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize()
+
+    def split(self, name: str) -> None:
+        """Seconds since the last lap, recorded under ``name`` without starting a new lap (a part of the next
+        lap: ``denoise_first_step`` is included in ``denoise``)."""
+        self._sync()
+        self.laps[name] = time.perf_counter() - self._t
 
     def lap(self, name: str) -> None:
         self._sync()

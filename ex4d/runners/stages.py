@@ -148,6 +148,12 @@ def recon_settings(cfg: DictConfig) -> dict:
     return out
 
 
+# generate.* options that change neither the pixels nor the float arithmetic (bit-exact by test): a set resumed
+# with other values of these is the same experiment
+BIT_EXACT_GENERATE_KEYS = ("compile_cache", "text_cache", "stream_text_encoder", "pin_memory",
+                           "cache_embeddings", "progress")
+
+
 def generation_settings(cfg: DictConfig) -> dict:
     """Every setting that changes the generated video (given the recon outputs)."""
     out = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "lora", "generate")}
@@ -158,6 +164,8 @@ def generation_settings(cfg: DictConfig) -> dict:
         out["windows"] = OmegaConf.to_container(cfg.windows, resolve=True)
     for k in ("memory_mode", "device"):  # placement: same pixels
         out["model"].pop(k, None)
+    for k in BIT_EXACT_GENERATE_KEYS:  # where caches live, what is streamed or pinned, the bar: same pixels
+        out["generate"].pop(k, None)
     return out
 
 

@@ -323,3 +323,11 @@ def test_build_time_levers_cannot_change_per_call_and_close_undoes_them(video):
     gen.close()
     assert not m.lora_merged and c.transformer._cache_config is None
     assert all(torch.equal(before[n], w) for n, w in _base_weights(m).items())
+
+
+def test_stage_timings_split_out_the_first_denoising_step(plain):
+    """generate.json's timings: one entry per stage, and the first step (where a process pays its warm-up)
+    as a part of ``denoise``, not a stage of its own."""
+    timings = plain[0].last_timings
+    assert {"text_encode", "image_encode", "vae_encode", "denoise"} <= set(timings)
+    assert 0 < timings["denoise_first_step"] <= timings["denoise"]
