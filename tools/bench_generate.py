@@ -859,6 +859,7 @@ def run_through_cli(args) -> list[dict]:
                 continue
             summary = json.loads((out / "summary.json").read_text())
             row["peak_gib"] = max((s.get("peak_gpu_memory_gib") or 0) for s in summary["stages"].values())
+            row["stage_peaks_gib"] = {k: v.get("peak_gpu_memory_gib") for k, v in summary["stages"].items()}
             row["levers"] = summary.get("levers")
             row["videos"] = []
             for item in summary["items"]:
@@ -891,6 +892,12 @@ def run_through_cli(args) -> list[dict]:
     return rows
 
 
+def _peaks(r: dict) -> str:
+    """Peak GPU memory of the process, and of its generation stage when the row has per-stage peaks."""
+    gen = (r.get("stage_peaks_gib") or {}).get("generate")
+    return f"{r['peak_gib']:.1f}" + (f" / {gen:.1f}" if gen is not None else "")
+
+
 def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
     """The markdown of the through-CLI rows (each beside the reference path of its shape: ratio); ``calls`` > 1:
     the rows were merged from that many runs on separate machines of the same kind (``row["call"]``). A warm
@@ -912,7 +919,7 @@ def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
              + (f" The rows come from {calls} calls, each on its own machine of this kind (`--cli-merge`): ratios "
                 "between rows of different calls compare two machines." if calls > 1 else ""), "",
              "| shape | run | first video | warm video | share of the last video (text / CLIP / VAE enc / denoise / "
-             "decode / recon) | process wall | peak GiB | warm video vs reference path |",
+             "decode / recon) | process wall | peak GiB (process / generation stage) | warm video vs reference path |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "warm_video_s" not in r:
@@ -929,7 +936,7 @@ def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
         ratio = f"x{warm(base) / w:.2f}" if base and w else "-"
         lines.append(f"| {r['shape']} | {r['label']}{tag(r)} | {r['first_video_s']:.1f} s | "
                      + (f"**{w:.1f} s**" if w else "-") + f" | {share} s | {r['wall_s']:.0f} s | "
-                     f"{r['peak_gib']:.1f} | {ratio} |")
+                     f"{_peaks(r)} | {ratio} |")
     for shape in dict.fromkeys(r["shape"] for r in rows):
         warm_default = [r for r in ok if r["shape"] == shape and r["run"] in ("cold", "second") and warm(r)]
         for second in (r for r in ok if r["shape"] == shape and r["run"] == "second"):
@@ -946,7 +953,7 @@ def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
                     a, b = r["videos"][-1]["timings"]["denoise"], gpu[0]["videos"][-1]["timings"]["denoise"]
                     lines.append(f"\n{shape} `{name}`{tag(r)}: warm denoise {a:.1f} s vs {b:.1f} s resident (`gpu`"
                                  f"{tag(gpu[0])}, same 50 DiT forwards): x{a / b:.2f} per forward (goal <= {goal}x); "
-                                 f"peak {r['peak_gib']:.1f} GiB.")
+                                 f"peak {_peaks(r)} GiB (process / generation stage).")
     for r in rows:
         if r.get("psnr_vs_exact_db"):
             psnr = ", ".join(f"{k} {v:.1f} dB" for k, v in r["psnr_vs_exact_db"].items())

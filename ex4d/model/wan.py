@@ -594,6 +594,19 @@ class RandomWanLoader:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
 
+    def _dit_home(self, device: torch.device) -> str | None:
+        """Where the DiT is handed over: on the run device (None) unless the memory mode keeps it in CPU memory
+        (``offload`` / ``low_vram``, or ``auto`` when the device could not hold it with room to run), so that
+        making it never needs the device memory that the mode exists to save."""
+        if device.type != "cuda" or self.memory_mode in (None, "gpu"):
+            return None
+        if self.memory_mode in ("offload", "low_vram"):
+            return "cpu"
+        from ex4d.pipelines.memory import ACTIVATION_HEADROOM
+
+        need = self.dit_parameters() * self.dtype.itemsize + ACTIVATION_HEADROOM
+        return None if torch.cuda.mem_get_info(device)[0] >= need else "cpu"
+
     def load(self) -> WanComponents:
         from diffusers import AutoencoderKLWan
         from transformers import CLIPVisionConfig, CLIPVisionModel
@@ -606,7 +619,8 @@ class RandomWanLoader:
             # the DiT are never on the device together unless the memory mode puts them there
             text_encoder = random_umt5_encoder(device, self.dtype, self.seed + 1, self.text_encoder_config).to("cpu")
             tokenizer = build_tiny_tokenizer()
-        transformer = random_wan_transformer(device, self.dtype, self.seed, self.transformer_config)
+        transformer = random_wan_transformer(device, self.dtype, self.seed, self.transformer_config,
+                                             home=self._dit_home(device))
         with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(self.seed)
             vae = AutoencoderKLWan(**self.vae_config).to(self.dtype)
@@ -644,18 +658,43 @@ def random_umt5_encoder(device: torch.device | str, dtype: torch.dtype, seed: in
 
 
 def random_wan_transformer(device: torch.device | str, dtype: torch.dtype, seed: int = 0,
-                           config: dict[str, Any] | None = None) -> nn.Module:
+                           config: dict[str, Any] | None = None, home: torch.device | str | None = None) -> nn.Module:
     """A ``WanTransformer3DModel`` (default the 14B I2V shape) with random weights, made directly on ``device``
     in ``dtype``: built on the meta device, materialised with ``to_empty`` (never holding fp32 weights) and
-    filled by :func:`random_init_`. BENCHMARK ONLY."""
+    filled by :func:`random_init_`. BENCHMARK ONLY.
+
+    ``home``: where the weights are handed over, when not ``device`` (``cpu`` for the offload memory modes):
+    each parameter is made and filled on ``device`` and moved at once, so the device never holds more than one
+    (the values are the same as when made on ``device``)."""
     transformer = build_wan_transformer_meta(config)
     transformer.to(dtype)  # on meta: free
+    if home is not None and torch.device(home) != torch.device(device):
+        return _random_init_piecewise_(transformer, torch.device(device), torch.device(home), seed)
     transformer.to_empty(device=device)
     # fp32 norms / modulation / time embedder as from_pretrained(torch_dtype=bf16) leaves them; the rotary
     # tables (non-persistent buffers, garbage after to_empty) rebuilt
     apply_keep_in_fp32(transformer)
     random_init_(transformer, seed)
     return transformer
+
+
+@torch.no_grad()
+def _random_init_piecewise_(model: nn.Module, device: torch.device, home: torch.device, seed: int) -> nn.Module:
+    """:func:`random_init_` of a meta-device model, one parameter at a time on ``device``, each moved to ``home``
+    once filled (same draws, same order, same values)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    owners = dict(model.named_modules())
+    for name, p in list(model.named_parameters()):
+        dtype = torch.float32 if _keeps_fp32(type(model), name) else p.dtype
+        t = torch.empty(p.shape, dtype=dtype, device=device)
+        _fill_random_(name, t, g)
+        owner, _, leaf = name.rpartition(".")
+        owners[owner]._parameters[leaf] = nn.Parameter(t.to(home), requires_grad=p.requires_grad)
+    for name, b in list(model.named_buffers()):
+        owner, _, leaf = name.rpartition(".")
+        owners[owner]._buffers[leaf] = torch.empty(b.shape, dtype=b.dtype, device=home)
+    apply_keep_in_fp32(model)  # rebuilds the rotary tables on home (the parameters are already in their dtypes)
+    return model
 
 
 @torch.no_grad()
@@ -667,14 +706,18 @@ def random_init_(module: nn.Module, seed: int = 0) -> None:
         return
     g = torch.Generator(device=device).manual_seed(seed)
     for name, p in module.named_parameters():
-        if p.ndim >= 2 and "scale_shift_table" not in name:
-            p.normal_(0.0, p[0].numel() ** -0.5, generator=g)
-        elif "scale_shift_table" in name:
-            p.normal_(0.0, p.shape[-1] ** -0.5, generator=g)
-        elif name.endswith("weight"):  # norms
-            p.fill_(1.0)
-        else:
-            p.zero_()
+        _fill_random_(name, p, g)
+
+
+def _fill_random_(name: str, p: torch.Tensor, g: torch.Generator) -> None:
+    if p.ndim >= 2 and "scale_shift_table" not in name:
+        p.normal_(0.0, p[0].numel() ** -0.5, generator=g)
+    elif "scale_shift_table" in name:
+        p.normal_(0.0, p.shape[-1] ** -0.5, generator=g)
+    elif name.endswith("weight"):  # norms
+        p.fill_(1.0)
+    else:
+        p.zero_()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -164,3 +164,24 @@ def test_streaming_the_text_encoder_keeps_the_dit_blocks_fullgraph(monkeypatch):
     gen = EX4DGenerator(c, m, fast(compile_blocks=True, stream_text_encoder=True, compile_cache=None), device=CUDA,
                         memory_mode="gpu")
     assert "text_encoder" in gen.placement.streamed and seen["fullgraph"] is True
+
+
+def test_random_dit_for_the_offload_modes_never_holds_the_whole_model_on_the_device():
+    """model=wan_i2v_14b_random with memory_mode=offload / low_vram: the DiT is made one parameter at a time
+    (a 24 GB card must not need its 31 GB while loading), with the values it has when made whole."""
+    from ex4d.model.wan import WAN_I2V_14B_TRANSFORMER_CONFIG, random_wan_transformer
+
+    cfg = {**WAN_I2V_14B_TRANSFORMER_CONFIG, "num_layers": 4}  # real-width blocks
+    whole = {k: v.cpu() for k, v in random_wan_transformer(CUDA, torch.bfloat16, 5, cfg).state_dict().items()}
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    piecewise = random_wan_transformer(CUDA, torch.bfloat16, 5, cfg, home="cpu")
+    peak = torch.cuda.max_memory_allocated() - base
+    size = sum(p.numel() * p.element_size() for p in piecewise.parameters())
+    largest = max(p.numel() * 4 for p in piecewise.parameters())  # one parameter, fp32 at most
+    assert all(p.device.type == "cpu" for p in piecewise.parameters())
+    assert peak <= 2 * largest < 0.2 * size, (peak / 2**20, size / 2**20)
+    sd = piecewise.state_dict()
+    assert sd.keys() == whole.keys() and all(torch.equal(sd[k], whole[k]) for k in whole)

@@ -182,3 +182,40 @@ def test_builtin_14b_config_matches_method_doc():
     assert c["num_attention_heads"] * c["attention_head_dim"] == 5120
     assert (c["num_layers"], c["ffn_dim"], c["in_channels"], c["image_dim"]) == (40, 13824, 36, 1280)
     json.dumps(c)  # serialisable (written as config.json for the offline single-file loader)
+
+
+SMALL_DIT = {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 12, "ffn_dim": 32, "text_dim": 16,
+             "image_dim": 16, "added_kv_proj_dim": 24, "rope_max_seq_len": 64}
+
+
+def test_random_dit_made_piecewise_equals_the_one_made_whole():
+    """The offload memory modes get the random DiT one parameter at a time (the device never holds the whole
+    model): same values, dtypes (fp32 norms / modulation / time embedder) and rotary tables as made whole."""
+    from ex4d.model.wan import _random_init_piecewise_, random_wan_transformer
+
+    cfg = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **SMALL_DIT}
+    whole = random_wan_transformer("cpu", torch.bfloat16, seed=3, config=cfg)
+    meta = build_wan_transformer_meta(cfg).to(torch.bfloat16)
+    piecewise = _random_init_piecewise_(meta, torch.device("cpu"), torch.device("cpu"), seed=3)
+    a, b = whole.state_dict(keep_vars=True), piecewise.state_dict(keep_vars=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    assert {p.dtype for p in piecewise.parameters()} == {torch.bfloat16, torch.float32}
+    for name in ("freqs_cos", "freqs_sin"):  # non-persistent: not in the state dict
+        assert torch.equal(getattr(whole.rope, name), getattr(piecewise.rope, name))
+    assert not any(t.is_meta for t in [*piecewise.parameters(), *piecewise.buffers()])
+
+
+def test_random_loader_keeps_the_dit_off_the_device_only_where_the_memory_mode_needs_it(monkeypatch):
+    cuda = torch.device("cuda", 0)
+    assert RandomWanLoader(memory_mode="gpu")._dit_home(cuda) is None
+    assert RandomWanLoader(memory_mode=None)._dit_home(cuda) is None  # training places it itself
+    assert RandomWanLoader(memory_mode="low_vram")._dit_home(cuda) == "cpu"
+    assert RandomWanLoader(memory_mode="offload")._dit_home(cuda) == "cpu"
+    assert RandomWanLoader(memory_mode="offload")._dit_home(torch.device("cpu")) is None
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (24 * gib, 24 * gib))
+    assert RandomWanLoader(memory_mode="auto")._dit_home(cuda) == "cpu"  # 30.5 GiB of DiT + headroom > 24
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (140 * gib, 141 * gib))
+    assert RandomWanLoader(memory_mode="auto")._dit_home(cuda) is None
