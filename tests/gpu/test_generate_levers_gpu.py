@@ -180,8 +180,8 @@ def test_random_dit_for_the_offload_modes_never_holds_the_whole_model_on_the_dev
     piecewise = random_wan_transformer(CUDA, torch.bfloat16, 5, cfg, home="cpu")
     peak = torch.cuda.max_memory_allocated() - base
     size = sum(p.numel() * p.element_size() for p in piecewise.parameters())
-    largest = max(p.numel() * 4 for p in piecewise.parameters())  # one parameter, fp32 at most
+    largest = max(p.numel() * p.element_size() for p in piecewise.parameters())  # time_proj: 300 MiB
     assert all(p.device.type == "cpu" for p in piecewise.parameters())
-    assert peak <= 2 * largest < 0.2 * size, (peak / 2**20, size / 2**20)
+    assert peak <= 1.5 * largest and peak < 0.15 * size, (peak / 2**20, largest / 2**20, size / 2**20)
     sd = piecewise.state_dict()
     assert sd.keys() == whole.keys() and all(torch.equal(sd[k], whole[k]) for k in whole)
