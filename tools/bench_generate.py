@@ -893,9 +893,10 @@ def run_through_cli(args) -> list[dict]:
 
 
 def _peaks(r: dict) -> str:
-    """Peak GPU memory of the process, and of its generation stage when the row has per-stage peaks."""
+    """Peak GPU memory of the process (the largest of its stages'), and of its generate stage when it has one
+    (a one-file input; a set of inputs runs recon and generation as one stage)."""
     gen = (r.get("stage_peaks_gib") or {}).get("generate")
-    return f"{r['peak_gib']:.1f}" + (f" / {gen:.1f}" if gen is not None else "")
+    return f"{r['peak_gib']:.1f}" + (f" (generate stage {gen:.1f})" if gen is not None else "")
 
 
 def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
@@ -919,7 +920,7 @@ def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
              + (f" The rows come from {calls} calls, each on its own machine of this kind (`--cli-merge`): ratios "
                 "between rows of different calls compare two machines." if calls > 1 else ""), "",
              "| shape | run | first video | warm video | share of the last video (text / CLIP / VAE enc / denoise / "
-             "decode / recon) | process wall | peak GiB (process / generation stage) | warm video vs reference path |",
+             "decode / recon) | process wall | peak GiB | warm video vs reference path |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "warm_video_s" not in r:
@@ -953,7 +954,7 @@ def cli_table(rows: list[dict], device: str, calls: int = 1) -> str:
                     a, b = r["videos"][-1]["timings"]["denoise"], gpu[0]["videos"][-1]["timings"]["denoise"]
                     lines.append(f"\n{shape} `{name}`{tag(r)}: warm denoise {a:.1f} s vs {b:.1f} s resident (`gpu`"
                                  f"{tag(gpu[0])}, same 50 DiT forwards): x{a / b:.2f} per forward (goal <= {goal}x); "
-                                 f"peak {_peaks(r)} GiB (process / generation stage).")
+                                 f"peak {_peaks(r)} GiB.")
     for r in rows:
         if r.get("psnr_vs_exact_db"):
             psnr = ", ".join(f"{k} {v:.1f} dB" for k, v in r["psnr_vs_exact_db"].items())
