@@ -416,6 +416,9 @@ def to_dtype(d: torch.dtype | str) -> torch.dtype:
 
 MEMORY_MODES = ("gpu", "offload", "low_vram")
 MEMORY_MODE_CHOICES = (*MEMORY_MODES, "auto")  # auto: picked from free GPU memory (ex4d.pipelines.memory)
+# Working memory beyond the weights (memory_mode=auto): DiT activations at 480x832x81 (about 4 GiB over the
+# weights), the VAE decode (4.7 GiB there), the allocator's slack. docs/performance.md has the measured peaks.
+ACTIVATION_HEADROOM = 10 * 2**30
 
 
 def _encoder_width(value: int | None, default: int) -> int:
@@ -602,8 +605,6 @@ class RandomWanLoader:
             return None
         if self.memory_mode in ("offload", "low_vram"):
             return "cpu"
-        from ex4d.pipelines.memory import ACTIVATION_HEADROOM
-
         need = self.dit_parameters() * self.dtype.itemsize + ACTIVATION_HEADROOM
         return None if torch.cuda.mem_get_info(device)[0] >= need else "cpu"
 

@@ -34,15 +34,12 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ex4d.model.wan import MEMORY_MODES
+from ex4d.model.wan import ACTIVATION_HEADROOM, MEMORY_MODES
 from ex4d.utils.errors import InputError
 
 
 ATTENTION_BACKENDS = ("auto", "cudnn", "flash", "efficient")
 
-# Working memory beyond the weights: DiT activations at 480x832x81 (about 4 GiB over the weights), the VAE
-# decode (4.7 GiB there), the allocator's slack. docs/performance.md has the measured peaks.
-ACTIVATION_HEADROOM = 10 * 2**30
 
 
 def _tensor_bytes(models: dict[str, nn.Module], device: torch.device | None = None) -> int:
