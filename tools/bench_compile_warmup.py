@@ -8,7 +8,11 @@ both, per number of blocks, in fresh processes over one fresh cache folder each:
 
 * ``build``: seconds of ``compile_repeated_blocks`` (a saved dynamo package is loaded here),
 * ``first``: seconds of the first forward (tracing, cache loads), ``warm``: the second forward,
-* whether the second process's output equals the first's bit for bit, and dynamo's counters.
+* whether the second process's output equals the first's bit for bit, and dynamo's counters,
+
+for two ways of compiling the blocks: ``per-block`` (diffusers' ``compile_repeated_blocks``, what the generator
+does: a compiled wrapper per block module) and ``shared`` (one ``torch.compile`` of the block class's forward,
+bound to every block: one dynamo package for all of them).
 
 CPU by default (a small block, a few seconds per variant); ``--real`` uses the 14B block widths and the
 512x512x49 latents on CUDA with random weights (BENCHMARK ONLY).
@@ -20,6 +24,7 @@ CPU by default (a small block, a few seconds per variant); ``--real`` uses the 1
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -66,7 +71,14 @@ def child(args) -> None:
         return out, time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tr.compile_repeated_blocks(fullgraph=True, dynamic=False)
+    if args.how == "shared":
+        import types
+
+        block_forward = torch.compile(type(tr.blocks[0]).forward, fullgraph=True, dynamic=False)
+        for block in tr.blocks:
+            block.forward = types.MethodType(block_forward, block)
+    else:
+        tr.compile_repeated_blocks(fullgraph=True, dynamic=False)
     build = time.perf_counter() - t0
     mega = Path(args.cache) / "mega.bin"
     loaded = mega.is_file()
@@ -94,36 +106,39 @@ def child(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", default="2,10", help="numbers of DiT blocks, comma separated")
+    p.add_argument("--how", default="per-block,shared", help="per-block and/or shared (see above), comma separated")
     p.add_argument("--real", action="store_true", help="14B block widths, 512x512x49 latents, bf16 on CUDA")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--child-layers", type=int, help=argparse.SUPPRESS)
     p.add_argument("--cache", help=argparse.SUPPRESS)
     p.add_argument("--precompile", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-how", dest="how_one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_layers:
+        args.how = args.how_one
         return child(args)
 
     rows = []
-    for layers in [int(v) for v in args.layers.split(",")]:
-        for precompile in (False, True):
-            cache = tempfile.mkdtemp(prefix="ex4d_warmup_")
-            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(cache) / "inductor"),
-                   "TRITON_CACHE_DIR": str(Path(cache) / "triton")}
-            for process in ("first", "second"):
-                cmd = [sys.executable, __file__, "--child-layers", str(layers), "--cache", cache,
-                       *(["--real"] if args.real else []), *(["--precompile"] if precompile else [])]
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-                row = {"layers": layers, "caching_precompile": precompile, "process": process}
-                if line is None:
-                    row["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                else:
-                    row.update(json.loads(line.removeprefix("RESULT ")))
-                rows.append(row)
-                print(f"layers {layers:3d} precompile {precompile!s:5} {process:6}: " + (
-                    f"build {row['build_s']:6.2f} s  first forward {row['first_s']:6.2f} s  warm {row['warm_s']:.3f} s"
-                    f"  same output {row['same_as_first_process']}" if "build_s" in row else f"FAILED {row['error']}"),
-                    flush=True)
+    for layers, how, precompile in itertools.product([int(v) for v in args.layers.split(",")],
+                                                     [v.strip() for v in args.how.split(",")], (False, True)):
+        cache = tempfile.mkdtemp(prefix="ex4d_warmup_")
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(Path(cache) / "inductor"),
+               "TRITON_CACHE_DIR": str(Path(cache) / "triton")}
+        for process in ("first", "second"):
+            cmd = [sys.executable, __file__, "--child-layers", str(layers), "--child-how", how, "--cache", cache,
+                   *(["--real"] if args.real else []), *(["--precompile"] if precompile else [])]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            row = {"layers": layers, "how": how, "caching_precompile": precompile, "process": process}
+            if line is None:
+                row["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            else:
+                row.update(json.loads(line.removeprefix("RESULT ")))
+            rows.append(row)
+            print(f"layers {layers:3d} {how:9} precompile {precompile!s:5} {process:6}: " + (
+                f"build {row['build_s']:6.2f} s  first forward {row['first_s']:6.2f} s  warm {row['warm_s']:.3f} s"
+                f"  same output {row['same_as_first_process']}" if "build_s" in row else f"FAILED {row['error']}"),
+                flush=True)
     if args.json:
         import torch
 
