@@ -868,26 +868,24 @@ def run_through_cli(args) -> list[dict]:
                 rec = json.loads((d / "recon_summary.json").read_text())
                 row["videos"].append({"id": item["id"], "recon_s": rec["seconds"], "generate_s": gen["seconds"],
                                       "video_s": rec["seconds"] + gen["seconds"], "timings": gen["timings"]})
-            exact = next((r for r in rows if r["shape"] == row["shape"] and r["run"] in ("cold", "second")
-                          and "videos" in r), None)
-            if name == "fp8" and exact:  # same seed, same inputs: how far the inexact lever moves the output
-                exact_dir = work / "runs" / f"{H}x{W}x{T}_{exact['run']}"
-                row["psnr_vs_exact_db"] = {v["id"]: _frames_psnr(out / v["id"] / "output.mp4",
-                                                                 exact_dir / v["id"] / "output.mp4")
-                                           for v in row["videos"] if (exact_dir / v["id"] / "output.mp4").is_file()}
-            cold = next((r for r in rows if r["shape"] == row["shape"] and r["run"] == "cold" and "videos" in r), None)
-            if name == "second" and cold:  # a compile cache must not change the output: same frames as the cold run
-                cold_dir = work / "runs" / f"{H}x{W}x{T}_cold"
-                row["same_frames_as_cold"] = {v["id"]: _frames_equal(out / v["id"] / "output.mp4",
-                                                                     cold_dir / v["id"] / "output.mp4")
-                                              for v in row["videos"] if (cold_dir / v["id"] / "output.mp4").is_file()}
+
+            def against(runs, compare):  # {video id: compare(this run's mp4, that run's)}, same seed and inputs
+                other = next((r for r in rows if r["shape"] == row["shape"] and r["run"] in runs and "videos" in r),
+                             None)
+                theirs = work / "runs" / f"{H}x{W}x{T}_{other['run']}" if other else None
+                return {v["id"]: compare(out / v["id"] / "output.mp4", theirs / v["id"] / "output.mp4")
+                        for v in row["videos"] if theirs and (theirs / v["id"] / "output.mp4").is_file()}
+
+            if name == "fp8":  # how far the inexact lever moves the output
+                row["psnr_vs_exact_db"] = against(("cold", "second"), _frames_psnr)
+            if name == "second":  # a compile cache must not change the output: same frames as the cold run
+                row["same_frames_as_cold"] = against(("cold",), _frames_equal)
             row["first_video_s"] = row["videos"][0]["video_s"]
             row["warm_video_s"] = row["videos"][-1]["video_s"]
             print(f"  wall {wall:.1f} s; videos " + ", ".join(f"{v['video_s']:.1f} s" for v in row["videos"])
                   + f"; peak {row['peak_gib']:.1f} GiB", flush=True)
             rows.append(row)
             if args.json:  # after every run: a run cut short by a time limit keeps what it measured
-                args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps({"rows": rows}, indent=2))
     return rows
 
@@ -1023,7 +1021,7 @@ def main() -> None:
                    help="runs per shape, in order: ref, cold, second, fp8, offload, low_vram (CLI_RUNS)")
     c.add_argument("--cli-videos", type=int, default=2, choices=[1, 2], help="videos per process (the last is warm)")
     c.add_argument("--cli-extra", nargs="*", default=[],
-                   help="overrides appended to every run (e.g. model.transformer.num_layers=2 for a quick probe)")
+                   help="overrides appended to every run (e.g. +model.transformer.num_layers=2 for a quick probe)")
     c.add_argument("--cli-dir", default=None, help="work folder (inputs, runs, the machine cache); default: a temp dir")
     c.add_argument("--doc", type=Path, default=None,
                    help="markdown file whose through-CLI table is replaced (e.g. docs/performance.md)")
