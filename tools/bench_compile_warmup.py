@@ -14,8 +14,8 @@ for two ways of compiling the blocks: ``per-block`` (diffusers' ``compile_repeat
 does: a compiled wrapper per block module) and ``shared`` (one ``torch.compile`` of the block class's forward,
 bound to every block: one dynamo package for all of them).
 
-CPU by default (a small block, a few seconds per variant); ``--real`` uses the 14B block widths and the
-512x512x49 latents on CUDA with random weights (BENCHMARK ONLY).
+CPU by default (the tiny test model's block, a few seconds per variant); ``--real`` uses the 14B block widths
+and the 512x512x49 latents on CUDA with random weights (BENCHMARK ONLY).
 
     python tools/bench_compile_warmup.py --layers 2,10 --json /tmp/warmup.json
     python3 tools/bench_compile_warmup.py --real --layers 2,40 --json $OUT/compile_warmup.json   # GPU host
@@ -34,8 +34,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"num_attention_heads": 2, "attention_head_dim": 16, "text_dim": 32, "freq_dim": 32, "ffn_dim": 64,
-         "image_dim": 32, "added_kv_proj_dim": 32, "rope_max_seq_len": 64}
 
 
 def child(args) -> None:
@@ -44,12 +42,13 @@ def child(args) -> None:
     from torch._dynamo.utils import compilation_time_metrics, counters
 
     sys.path.insert(0, str(ROOT))
-    from ex4d.model.wan import WAN_I2V_14B_TRANSFORMER_CONFIG, random_wan_transformer
+    from ex4d.model.wan import TINY_TRANSFORMER_CONFIG, WAN_I2V_14B_TRANSFORMER_CONFIG, random_wan_transformer
 
     torch._dynamo.config.caching_precompile = args.precompile
     device = torch.device("cuda" if args.real else "cpu")
     dtype = torch.bfloat16 if args.real else torch.float32
-    config = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **({} if args.real else SMALL), "num_layers": args.child_layers}
+    config = {**(WAN_I2V_14B_TRANSFORMER_CONFIG if args.real else TINY_TRANSFORMER_CONFIG),
+              "num_layers": args.child_layers}
     tr = random_wan_transformer(device, dtype, seed=0, config=config).eval().requires_grad_(False)
     f, h, w = (13, 64, 64) if args.real else (3, 8, 8)
     g = torch.Generator(device=device).manual_seed(0)

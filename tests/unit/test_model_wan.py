@@ -184,16 +184,12 @@ def test_builtin_14b_config_matches_method_doc():
     json.dumps(c)  # serialisable (written as config.json for the offline single-file loader)
 
 
-SMALL_DIT = {"num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 12, "ffn_dim": 32, "text_dim": 16,
-             "image_dim": 16, "added_kv_proj_dim": 24, "rope_max_seq_len": 64}
-
-
 def test_random_dit_made_piecewise_equals_the_one_made_whole():
     """The offload memory modes get the random DiT one parameter at a time (the device never holds the whole
     model): same values, dtypes (fp32 norms / modulation / time embedder) and rotary tables as made whole."""
-    from ex4d.model.wan import _random_init_piecewise_, random_wan_transformer
+    from ex4d.model.wan import TINY_TRANSFORMER_CONFIG, _random_init_piecewise_, random_wan_transformer
 
-    cfg = {**WAN_I2V_14B_TRANSFORMER_CONFIG, **SMALL_DIT}
+    cfg = TINY_TRANSFORMER_CONFIG
     whole = random_wan_transformer("cpu", torch.bfloat16, seed=3, config=cfg)
     meta = build_wan_transformer_meta(cfg).to(torch.bfloat16)
     piecewise = _random_init_piecewise_(meta, torch.device("cpu"), torch.device("cpu"), seed=3)
